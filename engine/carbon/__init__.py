@@ -1,0 +1,1 @@
+"""Carbon-intensity sources: grid APIs, trace replay, staleness handling and forecast extension."""
