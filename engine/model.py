@@ -69,9 +69,11 @@ class CarbonSnapshot:
 class LedgerView:
     """Read-only view of a schedule's credit ledger, as policies see it.
 
-    `window_requests` and `window_precision_sum` cover the quality window that
-    ends now (default 24 h), so a planner can compute the precision already
-    delivered: window_precision_sum / window_requests.
+    Quality windows are fixed intervals of `PolicyContext.window` aligned to
+    the Unix epoch (UTC midnight for 24 h). `window_requests` and
+    `window_precision_sum` cover the current window from `window_start` to
+    now, so a planner can compute the precision already delivered in it:
+    window_precision_sum / window_requests.
     """
 
     balance: float = 0.0
@@ -79,6 +81,7 @@ class LedgerView:
     credit_min: float = -1.0
     credit_max: float = 1.0
     target_error: float = 0.1
+    window_start: datetime | None = None
     window_requests: float = 0.0
     window_precision_sum: float = 0.0
 
