@@ -1,0 +1,1 @@
+"""Tests of the forecast-optimal planner, its policy and the evaluation command."""
