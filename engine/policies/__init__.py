@@ -18,3 +18,6 @@ def register(policy_class: type[Policy]) -> type[Policy]:
 
 
 __all__ = ["POLICIES", "Policy", "PolicyResult", "integer_weights", "register"]
+
+# Policy modules register themselves on import; one line per module.
+from engine.policies import forecast_optimal  # noqa: E402,F401

@@ -1,0 +1,184 @@
+"""The forecast-optimal policy: horizon building, hedging, rounding and receding-horizon quality."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from engine.model import SLOT, CarbonSlot, CarbonSnapshot, Flavour, LedgerView, PolicyContext
+from engine.planner import plan_window
+from engine.policies import POLICIES, integer_weights
+from engine.policies.forecast_optimal import ForecastOptimal, round_down_downgrade
+
+FLAVOURS = (Flavour("high", 1.0, 1.0), Flavour("mid", 0.5, 0.6), Flavour("low", 0.3, 0.3))
+DAY = datetime(2023, 3, 21, tzinfo=UTC)
+
+
+def snapshot(now: datetime, intensities: list[float]) -> CarbonSnapshot:
+    start = DAY + ((now - DAY) // SLOT) * SLOT
+    slots = tuple(CarbonSlot(start + index * SLOT, start + (index + 1) * SLOT, value)
+                  for index, value in enumerate(intensities))
+    return CarbonSnapshot(now=now, slots=slots, source="test")
+
+
+def context(now: datetime, intensities: list[float], *, demand=(), ledger=None,
+            options=None) -> PolicyContext:
+    return PolicyContext(
+        flavours=FLAVOURS, carbon=snapshot(now, intensities), now=now, demand=tuple(demand),
+        ledger=ledger or LedgerView(target_error=0.15), options=options or {},
+    )
+
+
+def replay_window(intensities: list[float], demand: list[float], *,
+                  target_error: float) -> tuple[float, float]:
+    """Run the policy slot by slot over one day with exact forecasts; return (precision, emissions)."""
+    requests = precision_sum = emissions = 0.0
+    energy = {flavour.name: flavour.energy for flavour in FLAVOURS}
+    precision = {flavour.name: flavour.precision for flavour in FLAVOURS}
+    for slot in range(len(intensities)):
+        now = DAY + slot * SLOT
+        ledger = LedgerView(target_error=target_error, window_start=DAY, window_requests=requests,
+                            window_precision_sum=precision_sum)
+        ctx = context(now, intensities[slot:], demand=demand[slot:], ledger=ledger)
+        result = ForecastOptimal().decide(ctx)
+        weights = integer_weights(result.shares, [flavour.name for flavour in FLAVOURS])
+        requests += demand[slot]
+        precision_sum += demand[slot] * sum(weights[name] * precision[name] for name in weights) / 100
+        slot_energy = sum(weights[name] * energy[name] for name in weights) / 100
+        emissions += demand[slot] * intensities[slot] * slot_energy
+    return precision_sum / requests, emissions
+
+
+def test_policy_is_registered():
+    assert POLICIES["forecast-optimal"] is ForecastOptimal
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_exact_forecast_keeps_window_target(seed):
+    generator = random.Random(seed)
+    intensities = [generator.uniform(40, 250) for _ in range(48)]
+    demand = [generator.uniform(50, 500) for _ in range(48)]
+    target_error = generator.choice([0.05, 0.1, 0.15, 0.3])
+
+    precision, emissions = replay_window(intensities, demand, target_error=target_error)
+    optimum = plan_window(flavours=FLAVOURS, intensities=intensities, demand=demand,
+                          target_error=target_error)
+    baseline = sum(load * intensity for load, intensity in zip(demand, intensities, strict=True))
+
+    assert precision >= 1 - target_error - 1e-12
+    # Hedge and whole-percent rounding cost little: at least 97% of the perfect-foresight saving.
+    assert baseline - emissions >= 0.97 * (baseline - optimum.expected_emissions)
+
+
+def test_no_carbon_data_serves_static_mix():
+    ctx = PolicyContext(flavours=FLAVOURS, carbon=CarbonSnapshot(now=DAY, available=False), now=DAY,
+                        ledger=LedgerView(target_error=0.15))
+    result = ForecastOptimal().decide(ctx)
+
+    # Demand is unknown too, so the target is hedged to 0.15 - 0.001 - 0.1 * 0.15 = 0.134,
+    # and 0.134 / 0.7 = 19.1% low, rounded down to whole percent.
+    assert result.shares == {"high": 0.81, "mid": 0.0, "low": 0.19}
+    assert result.diagnostics["carbonBlind"] is True
+    assert result.diagnostics["horizonSlots"] == 48
+
+
+def test_flat_forecast_serves_static_mix():
+    result = ForecastOptimal().decide(context(DAY, [120.0] * 48, demand=[10.0] * 48))
+
+    assert result.shares == {"high": 0.79, "mid": 0.0, "low": 0.21}
+
+
+def test_dirtiest_slot_goes_low_cleanest_stays_high():
+    intensities = [100.0] * 48
+    intensities[0] = 250.0
+    dirty = ForecastOptimal().decide(context(DAY, intensities, demand=[10.0] * 48))
+    intensities[0] = 40.0
+    clean = ForecastOptimal().decide(context(DAY, intensities, demand=[10.0] * 48))
+
+    assert dirty.shares["low"] == 1.0
+    assert dirty.diagnostics["planSlotRank"] == 1.0
+    assert dirty.diagnostics["planCleanSlot"] is False
+    assert clean.shares["high"] == 1.0
+    assert clean.diagnostics["planSlotRank"] == 0.0
+    assert clean.diagnostics["planCleanSlot"] is True
+
+
+def test_horizon_ends_at_window_end():
+    now = DAY + timedelta(hours=20)
+    result = ForecastOptimal().decide(context(now, [100.0] * 96, demand=[10.0] * 96))
+
+    assert result.diagnostics["horizonSlots"] == 8
+    assert result.diagnostics["forecastSlots"] == 8
+
+
+def test_short_forecast_is_filled_to_window_end():
+    result = ForecastOptimal().decide(context(DAY, [100.0] * 10, demand=[10.0] * 10))
+
+    assert result.diagnostics["horizonSlots"] == 48
+    assert result.diagnostics["forecastSlots"] == 10
+
+
+def test_mid_slot_evaluation_counts_remaining_part():
+    now = DAY + timedelta(minutes=15)
+    result = ForecastOptimal().decide(context(now, [100.0] * 48, demand=[10.0] * 48))
+
+    assert result.diagnostics["horizonSlots"] == 48
+    assert result.diagnostics["hedge"] == pytest.approx(0.001, rel=1e-6)
+
+
+def test_overspent_window_serves_most_precise():
+    ledger = LedgerView(target_error=0.15, window_start=DAY, window_requests=1000.0,
+                        window_precision_sum=600.0)
+    now = DAY + timedelta(hours=12)
+    result = ForecastOptimal().decide(context(now, [250.0] * 24, demand=[10.0] * 24, ledger=ledger))
+
+    assert result.shares["high"] == 1.0
+    assert result.diagnostics["marginalPrice"] is None
+
+
+def test_ledger_from_earlier_window_counts_nothing():
+    stale = LedgerView(target_error=0.15, window_start=DAY - timedelta(days=1), window_requests=1000.0,
+                       window_precision_sum=600.0)
+    result = ForecastOptimal().decide(context(DAY, [120.0] * 48, demand=[10.0] * 48, ledger=stale))
+
+    assert result.diagnostics["deliveredRequests"] == 0.0
+    assert result.shares["low"] == 0.21
+
+
+def test_demand_error_option_tightens_target():
+    plain = ForecastOptimal().decide(context(DAY, [120.0] * 48, demand=[10.0] * 48))
+    hedged = ForecastOptimal().decide(context(DAY, [120.0] * 48, demand=[10.0] * 48,
+                                              options={"demandError": 0.2}))
+
+    assert hedged.diagnostics["plannedTargetError"] == pytest.approx(0.15 - 0.001 - 0.2 * 0.15)
+    assert hedged.shares["low"] < plain.shares["low"]
+
+
+def test_unknown_demand_guesses_demand_error():
+    result = ForecastOptimal().decide(context(DAY, [120.0] * 48))
+
+    assert result.diagnostics["plannedTargetError"] == pytest.approx(0.15 - 0.001 - 0.1 * 0.15)
+
+
+@pytest.mark.parametrize("value", ["lots", -0.1, 2])
+def test_invalid_hedge_option_is_rejected(value):
+    with pytest.raises(ValueError, match="invalid forecast-optimal option hedge"):
+        ForecastOptimal().decide(context(DAY, [120.0] * 48, options={"hedge": value}))
+
+
+def test_round_down_never_lowers_precision():
+    generator = random.Random(7)
+    hull = (FLAVOURS[0], FLAVOURS[2])
+    for _ in range(200):
+        low = generator.random()
+        shares = {"high": 1 - low, "mid": 0.0, "low": low}
+        rounded = round_down_downgrade(shares, hull)
+        weights = integer_weights(rounded, ["high", "mid", "low"])
+
+        assert rounded["low"] <= low
+        assert low - rounded["low"] < 0.01 + 1e-12
+        assert weights == {name: round(value * 100) for name, value in rounded.items()}
+        assert math.isclose(sum(rounded.values()), 1.0)
