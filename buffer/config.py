@@ -1,0 +1,210 @@
+"""Settings of the router and the consumer, read from the environment.
+
+Both processes share one `BufferConfig`. `BufferConfig.from_env()` parses and
+checks every variable once at start-up and raises `ConfigError` naming the
+variable, the bad value and the expected form, so a misconfigured pod fails at
+once instead of on its first request. Tests build a `BufferConfig` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class FlavourSpec:
+    """A flavour the buffer knows from configuration; precision is 0-100."""
+
+    name: str
+    precision: int
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    """Every setting of the router and the consumer; `docs/buffer.md` explains each one."""
+
+    flavours: tuple[FlavourSpec, ...]
+    namespace: str = "default"
+    schedule_name: str = "carbonstat"
+    service: str = "carbonstat"
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    engine_url: str = ""
+    # Router
+    request_timeout: float = 30.0
+    max_body_bytes: int = 1024 * 1024
+    forcing_enabled: bool = True
+    heartbeat: int = 30
+    schedule_retry: float = 5.0
+    schedule_max_age: float = 15.0
+    metrics_path: str = "/metrics"
+    health_path: str = "/healthz"
+    retry_after: int = 1
+    seed: int | None = None
+    # Consumer
+    flavour_urls: Mapping[str, str] = field(default_factory=dict)
+    target_url: str = ""
+    forward_timeout: float = 25.0
+    forward_attempts: int = 3
+    forward_backoff: float = 0.2
+    prefetch: int = 16
+    feedback_interval: float = 10.0
+    consumer_metrics_port: int = 0
+    dead_letter_enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.flavours:
+            raise ConfigError("FLAVOURS is empty: set it to name:precision pairs, e.g. high:100,low:25")
+        names = [f.name for f in self.flavours]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"FLAVOURS has a duplicate name in {names}: give each flavour one entry")
+        precisions = [f.precision for f in self.flavours]
+        if len(set(precisions)) != len(precisions):
+            raise ConfigError(
+                f"FLAVOURS has a duplicate precision in {precisions}: each flavour needs its own queue"
+            )
+        unknown = sorted(set(self.flavour_urls) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"FLAVOUR_URLS names unknown flavours {unknown}; known flavours are {names}"
+            )
+        if self.request_timeout <= 0 or self.forward_timeout <= 0:
+            raise ConfigError("REQUEST_TIMEOUT and FORWARD_TIMEOUT must be positive seconds")
+        if self.forward_timeout >= self.request_timeout:
+            raise ConfigError(
+                f"FORWARD_TIMEOUT={self.forward_timeout} must be shorter than REQUEST_TIMEOUT="
+                f"{self.request_timeout}, or the router gives up before the consumer's reply arrives"
+            )
+        if self.prefetch < 1:
+            raise ConfigError(f"CONSUMER_PREFETCH={self.prefetch} is invalid: it must be at least 1")
+
+    @property
+    def schedule_key(self) -> str:
+        return f"{self.namespace}/{self.schedule_name}"
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.namespace}.{self.service}"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.exchange}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.exchange}.queue.dead-letter"
+
+    def queue_for(self, flavour: FlavourSpec) -> str:
+        return f"{self.exchange}.queue.precision-{flavour.precision}"
+
+    def flavour_named(self, name: str) -> FlavourSpec | None:
+        for flavour in self.flavours:
+            if flavour.name == name:
+                return flavour
+        return None
+
+    @property
+    def most_precise(self) -> FlavourSpec:
+        return max(self.flavours, key=lambda f: f.precision)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BufferConfig:
+        """Build the configuration from environment variables (or the given mapping)."""
+        env = os.environ if environ is None else environ
+        reader = _EnvReader(env)
+        return cls(
+            flavours=parse_flavours(env.get("FLAVOURS", "")),
+            namespace=reader.text("SCHEDULE_NAMESPACE", "default"),
+            schedule_name=reader.text("SCHEDULE_NAME", "carbonstat"),
+            service=reader.text("SERVICE_NAME", "carbonstat"),
+            rabbitmq_url=reader.text("RABBITMQ_URL", DEFAULT_RABBITMQ_URL),
+            engine_url=reader.text("ENGINE_URL", "").rstrip("/"),
+            request_timeout=reader.number("REQUEST_TIMEOUT", 30.0),
+            max_body_bytes=int(reader.number("MAX_BODY_BYTES", 1024 * 1024)),
+            forcing_enabled=reader.flag("FORCING_ENABLED", True),
+            heartbeat=int(reader.number("RABBITMQ_HEARTBEAT", 30)),
+            schedule_retry=reader.number("SCHEDULE_RETRY_SECONDS", 5.0),
+            schedule_max_age=reader.number("SCHEDULE_MAX_AGE_SECONDS", 15.0),
+            metrics_path=reader.text("ROUTER_METRICS_PATH", "/metrics"),
+            health_path=reader.text("ROUTER_HEALTH_PATH", "/healthz"),
+            retry_after=int(reader.number("RETRY_AFTER_SECONDS", 1)),
+            seed=int(env["ROUTER_SEED"]) if env.get("ROUTER_SEED") else None,
+            flavour_urls=parse_flavour_urls(env.get("FLAVOUR_URLS", "")),
+            target_url=reader.text("TARGET_URL", "").rstrip("/"),
+            forward_timeout=reader.number(
+                "FORWARD_TIMEOUT", max(0.5, reader.number("REQUEST_TIMEOUT", 30.0) - 5.0)
+            ),
+            forward_attempts=int(reader.number("FORWARD_ATTEMPTS", 3)),
+            forward_backoff=reader.number("FORWARD_BACKOFF_SECONDS", 0.2),
+            prefetch=int(reader.number("CONSUMER_PREFETCH", 16)),
+            feedback_interval=reader.number("FEEDBACK_INTERVAL_SECONDS", 10.0),
+            consumer_metrics_port=int(reader.number("CONSUMER_METRICS_PORT", 0)),
+            dead_letter_enabled=reader.flag("DEAD_LETTER_ENABLED", True),
+        )
+
+
+def parse_flavours(text: str) -> tuple[FlavourSpec, ...]:
+    """Parse `high:100,mid:50,low:25` into flavour specs (precision 0-100)."""
+    flavours = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, precision = item.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"FLAVOURS entry {item!r} is invalid: write name:precision, e.g. high:100")
+        try:
+            value = int(precision)
+        except ValueError:
+            raise ConfigError(
+                f"FLAVOURS entry {item!r} has a non-integer precision: use an integer 0-100"
+            ) from None
+        if not 0 <= value <= 100:
+            raise ConfigError(f"FLAVOURS entry {item!r} has precision {value} outside 0-100")
+        flavours.append(FlavourSpec(name=name.strip(), precision=value))
+    return tuple(flavours)
+
+
+def parse_flavour_urls(text: str) -> dict[str, str]:
+    """Parse `high=http://127.0.0.1:8101,low=http://...` into a name -> base URL map."""
+    urls = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, url = item.partition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"FLAVOUR_URLS entry {item!r} is invalid: write name=http://host:port")
+        urls[name.strip()] = url.strip().rstrip("/")
+    return urls
+
+
+class _EnvReader:
+    """Typed access to environment variables with errors that name the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, key: str, default: str) -> str:
+        value = self._env.get(key, "").strip()
+        return value or default
+
+    def number(self, key: str, default: float) -> float:
+        raw = self._env.get(key, "").strip()
+        if not raw:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not a number: set it to a number or unset it") from None
+
+    def flag(self, key: str, default: bool) -> bool:
+        raw = self._env.get(key, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={raw!r} is not a boolean: use true or false")

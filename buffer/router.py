@@ -1,0 +1,212 @@
+"""The router: the HTTP entrypoint that hands every request to RabbitMQ.
+
+`create_app(config)` builds a Flask app that accepts any path with the methods
+in `metrics.METHODS`, picks a flavour (the one the client forced with the
+`x-carbonrouter` header when forcing is enabled, otherwise a draw from the
+engine's weights), publishes the request to that flavour's queue and relays
+the reply's status, headers and body. The router's own endpoints, health and
+metrics, live at configurable paths that are never relayed.
+
+Failures map to fixed statuses so clients can act on them: an unknown forced
+flavour is 400, a body over the limit is 413, a broker that cannot take the
+message is 503 with `Retry-After`, and no reply before the request timeout is
+504. Every request is answered by its deadline: connecting, publishing and
+waiting all draw on the same budget.
+
+Serve it with gunicorn's threaded workers, for example
+`gunicorn -c buffer/gunicorn_router.py 'buffer.router:create_app()'`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from urllib.parse import quote
+
+from flask import Flask, Response, jsonify, request
+
+from buffer import metrics
+from buffer.config import BufferConfig, FlavourSpec
+from buffer.messages import RelayedRequest, end_to_end_headers
+from buffer.rpc import BrokerUnavailable, ReplyTimeout, RpcClient
+from buffer.schedule import ScheduleCache
+from buffer.topology import routing_key
+
+log = logging.getLogger(__name__)
+
+FORCE_HEADER = "x-carbonrouter"
+ROUTED_METHODS = sorted(metrics.METHODS)
+
+
+class RouterError(Exception):
+    """A request the router answers itself, with `status` and a message for the client."""
+
+    def __init__(self, status: int, message: str, *, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+class Router:
+    """Flavour choice and relaying, independent of Flask's request object."""
+
+    def __init__(self, config: BufferConfig, *, schedule: ScheduleCache | None = None) -> None:
+        self.config = config
+        self.schedule = schedule or ScheduleCache(config, on_fallback=metrics.ROUTER_FALLBACK.set)
+        self._rng = random.Random(config.seed)
+        self._local = threading.local()
+
+    def choose_flavour(self, forced: str | None) -> tuple[FlavourSpec, bool]:
+        """Return the flavour for a request and whether the client forced it."""
+        if forced and self.config.forcing_enabled:
+            flavour = self._forced_flavour(forced.strip())
+            return flavour, True
+        name = self.schedule.current.draw(self._rng)
+        return self.config.flavour_named(name), False
+
+    def relay(self, relayed: RelayedRequest, flavour: FlavourSpec, *, deadline: float):
+        """Send a request through the broker and return the flavour's response."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = RpcClient(self.config)
+        try:
+            return client.call(relayed, routing_key=routing_key(self.config, flavour), deadline=deadline)
+        except BrokerUnavailable as error:
+            metrics.ROUTER_BROKER_ERRORS.labels(reason=error.reason).inc()
+            log.warning(
+                "event=broker_unavailable schedule=%s flavour=%s reason=%s error=%s",
+                self.config.schedule_key,
+                flavour.name,
+                error.reason,
+                error,
+            )
+            raise RouterError(
+                503,
+                "the message broker is unavailable; retry after the delay in Retry-After",
+                headers={"Retry-After": str(self.config.retry_after)},
+            ) from None
+        except ReplyTimeout:
+            metrics.ROUTER_BROKER_ERRORS.labels(reason="timeout").inc()
+            log.warning(
+                "event=reply_timeout schedule=%s flavour=%s timeout=%.1f",
+                self.config.schedule_key,
+                flavour.name,
+                self.config.request_timeout,
+            )
+            raise RouterError(
+                504, f"no reply from flavour {flavour.name} within {self.config.request_timeout:g} s"
+            ) from None
+
+    def _forced_flavour(self, value: str) -> FlavourSpec:
+        flavour = self.config.flavour_named(value)
+        if flavour is None and value.isdigit():
+            flavour = next((f for f in self.config.flavours if f.precision == int(value)), None)
+        if flavour is None:
+            known = ", ".join(f"{f.name} ({f.precision})" for f in self.config.flavours)
+            raise RouterError(
+                400,
+                f"{FORCE_HEADER}: {value!r} is not a known flavour; use a name or precision of: {known}",
+            )
+        return flavour
+
+
+def create_app(config: BufferConfig | None = None, *, router: Router | None = None) -> Flask:
+    """Build the router's Flask app; without arguments, read the configuration from the environment."""
+    config = config or BufferConfig.from_env()
+    router = router or Router(config)
+    app = Flask("buffer.router")
+    app.config["BUFFER_ROUTER"] = router
+
+    @app.get(config.health_path)
+    def health():
+        return jsonify(status="ok", schedule=router.schedule.current.source)
+
+    @app.get(config.metrics_path)
+    def metrics_endpoint():
+        body, content_type = metrics.render_metrics()
+        return Response(body, content_type=content_type)
+
+    def entry(path: str):
+        return _handle(router)
+
+    for rule in ("/", "/<path:path>"):
+        app.add_url_rule(
+            rule,
+            endpoint=f"relay{rule}",
+            view_func=entry,
+            methods=ROUTED_METHODS,
+            defaults={"path": ""} if rule == "/" else None,
+            provide_automatic_options=False,
+        )
+    router.schedule.start()
+    return app
+
+
+def _handle(router: Router) -> Response:
+    started = time.monotonic()
+    method = metrics.method_label(request.method)
+    flavour_label = "none"
+    try:
+        flavour, forced = router.choose_flavour(request.headers.get(FORCE_HEADER))
+        flavour_label = flavour.name
+        relayed = _relayed_request(router.config, flavour=flavour, forced=forced, started=started)
+        reply = router.relay(relayed, flavour, deadline=started + router.config.request_timeout)
+        response = Response(
+            reply.body, status=reply.status, headers=list(end_to_end_headers(reply.headers))
+        )
+    except RouterError as error:
+        response = jsonify(error=str(error))
+        response.status_code = error.status
+        response.headers.update(error.headers)
+
+    status_class = metrics.status_class(response.status_code)
+    metrics.ROUTER_INGRESS.labels(method=method, status_class=status_class).inc()
+    if flavour_label != "none":
+        metrics.ROUTER_REQUESTS.labels(
+            flavour=flavour_label, method=method, status_class=status_class
+        ).inc()
+        metrics.ROUTER_LATENCY.labels(flavour=flavour_label).observe(time.monotonic() - started)
+    return response
+
+
+def _relayed_request(
+    config: BufferConfig, *, flavour: FlavourSpec, forced: bool, started: float
+) -> RelayedRequest:
+    body = _read_body(config.max_body_bytes)
+    headers = tuple(
+        (key, value)
+        for key, value in end_to_end_headers(request.headers.items())
+        if key.lower() != FORCE_HEADER
+    )
+    remaining = config.request_timeout - (time.monotonic() - started)
+    return RelayedRequest(
+        method=request.method,
+        path=_raw_path(),
+        query=request.query_string.decode("latin-1"),
+        headers=headers,
+        body=body,
+        flavour=flavour.name,
+        forced=forced,
+        deadline_ms=int((time.time() + remaining) * 1000),
+    )
+
+
+def _read_body(limit: int) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RouterError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise RouterError(413, f"request body exceeds the limit of {limit} bytes")
+    return body
+
+
+def _raw_path() -> str:
+    # The raw URI keeps percent-encoding exactly as the client sent it; the
+    # decoded `request.path` would turn %2F into a path separator.
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw:
+        return raw.split("?", 1)[0] or "/"
+    return quote(request.path)

@@ -1,0 +1,46 @@
+"""Exchanges and queues of one buffered service, declared the same way by both sides.
+
+Each flavour has a durable queue `<ns>.<svc>.queue.precision-<p>` bound to the
+direct exchange `<ns>.<svc>` with the queue's own name as routing key. Every
+flavour queue dead-letters into the fanout exchange `<ns>.<svc>.dlx`, whose
+queue `<ns>.<svc>.queue.dead-letter` keeps rejected messages for inspection.
+The router and the consumer both declare everything on connect, so whichever
+starts first creates the topology and the other's declarations are no-ops.
+A queue declared earlier with other arguments makes the broker close the
+channel with PRECONDITION_FAILED; delete that queue or give the service a new
+SERVICE_NAME.
+"""
+
+from __future__ import annotations
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from buffer.config import BufferConfig, FlavourSpec
+
+
+def declare_topology(channel: BlockingChannel, config: BufferConfig) -> None:
+    """Declare the exchange, the flavour queues and the dead-letter path."""
+    channel.exchange_declare(config.exchange, exchange_type="direct", durable=True)
+    arguments = {}
+    if config.dead_letter_enabled:
+        channel.exchange_declare(config.dead_letter_exchange, exchange_type="fanout", durable=True)
+        channel.queue_declare(config.dead_letter_queue, durable=True)
+        channel.queue_bind(config.dead_letter_queue, config.dead_letter_exchange)
+        arguments["x-dead-letter-exchange"] = config.dead_letter_exchange
+    for flavour in config.flavours:
+        queue = config.queue_for(flavour)
+        channel.queue_declare(queue, durable=True, arguments=arguments)
+        channel.queue_bind(queue, config.exchange, routing_key=routing_key(config, flavour))
+
+
+def routing_key(config: BufferConfig, flavour: FlavourSpec) -> str:
+    return config.queue_for(flavour)
+
+
+def delete_topology(channel: BlockingChannel, config: BufferConfig) -> None:
+    """Delete everything `declare_topology` creates (tests and teardown only)."""
+    for flavour in config.flavours:
+        channel.queue_delete(config.queue_for(flavour))
+    channel.queue_delete(config.dead_letter_queue)
+    channel.exchange_delete(config.exchange)
+    channel.exchange_delete(config.dead_letter_exchange)
