@@ -1,1 +1,121 @@
-"""Carbon-intensity sources: grid APIs, trace replay, staleness handling and forecast extension."""
+"""Carbon-intensity sources: grid APIs, trace replay, staleness handling and forecast extension.
+
+`build_source(target, timeout=..., cache_ttl=..., settings=...)` turns a
+schedule's `scheduler.carbonTarget` into a `CarbonSource`:
+
+| target | source |
+|---|---|
+| "" or "trace" | the bundled GB national trace, March 2023, replayed |
+| "trace:<actual.csv>[,<forecast.csv>]" | a trace from your own CSV files |
+
+Identical arguments return the same instance, so the replay clock, the
+provider cache and the fitted forecasts survive a schedule's configuration
+being sent again. `settings_from_env` reads the engine's environment into the
+`settings` dict; docs/carbon.md lists the variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from engine.carbon.base import CarbonSource, ProviderError, parse_time
+from engine.carbon.trace import DEFAULT_ACTUAL, DEFAULT_FORECAST, TraceSource, load_trace
+
+__all__ = ["CarbonSource", "ProviderError", "build_source", "settings_from_env", "VALID_FORMS"]
+
+log = logging.getLogger(__name__)
+
+VALID_FORMS = (
+    '"" or "trace" (bundled GB trace)',
+    '"trace:<actual.csv>[,<forecast.csv>]"',
+)
+
+# Environment variable per settings key; values are strings until parsed.
+ENV_SETTINGS = {
+    "CARBON_TRACE_ACTUAL": "trace_actual",
+    "CARBON_TRACE_FORECAST": "trace_forecast",
+    "CARBON_TRACE_START": "trace_start",
+    "CARBON_TRACE_SPEEDUP": "trace_speedup",
+    "CARBON_STALENESS_LIMIT": "staleness_limit",
+    "CARBON_FORECAST_WAIT": "forecast_wait",
+}
+
+_sources: dict[tuple, CarbonSource] = {}
+_sources_lock = threading.Lock()
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict:
+    """Collect the carbon settings present in `environ` (for example `os.environ`)."""
+    return {key: environ[name] for name, key in ENV_SETTINGS.items() if environ.get(name, "") != ""}
+
+
+def build_source(
+    target: str, *, timeout: float, cache_ttl: float, settings: dict | None = None
+) -> CarbonSource:
+    """Return the carbon source for a `carbonTarget`, shared between identical requests.
+
+    Raises ValueError for an unknown target form (the message lists the valid
+    forms), an invalid setting, or a trace file that cannot be read.
+    """
+    settings = dict(settings or {})
+    key = (str(target).strip(), float(timeout), float(cache_ttl), tuple(sorted(settings.items())))
+    with _sources_lock:
+        source = _sources.get(key)
+        if source is None:
+            source = _create_source(key[0], timeout=float(timeout), cache_ttl=float(cache_ttl),
+                                    settings=settings)
+            _sources[key] = source
+        return source
+
+
+def close_sources() -> None:
+    """Close and forget every shared source (tests and shutdown)."""
+    with _sources_lock:
+        for source in _sources.values():
+            source.close()
+        _sources.clear()
+
+
+def _create_source(target: str, *, timeout: float, cache_ttl: float, settings: dict) -> CarbonSource:
+    kind, _, argument = target.partition(":")
+    kind = kind.strip().lower()
+    if kind in ("", "trace"):
+        return _trace_source(argument.strip(), settings)
+    raise ValueError(f"unknown carbonTarget {target!r}: use one of {'; '.join(VALID_FORMS)}")
+
+
+def _trace_source(argument: str, settings: dict) -> TraceSource:
+    if argument:
+        actual, _, forecast = (part.strip() for part in argument.partition(","))
+        actual_path, forecast_path = Path(actual), Path(forecast) if forecast else None
+    elif settings.get("trace_actual"):
+        actual_path = Path(settings["trace_actual"])
+        forecast_path = Path(settings["trace_forecast"]) if settings.get("trace_forecast") else None
+    else:
+        actual_path, forecast_path = DEFAULT_ACTUAL, DEFAULT_FORECAST
+
+    start = None
+    if settings.get("trace_start"):
+        start = parse_time(str(settings["trace_start"]))
+        if start is None:
+            raise ValueError(
+                f"invalid trace_start {settings['trace_start']!r}: "
+                "expected RFC 3339 such as 2023-03-22T00:00Z"
+            )
+    return TraceSource(
+        load_trace(actual_path, forecast_path),
+        start=start,
+        speedup=_number_setting(settings, "trace_speedup", 1.0),
+        forecast_wait=_number_setting(settings, "forecast_wait", 0.0),
+    )
+
+
+def _number_setting(settings: dict, key: str, default: float) -> float:
+    raw = settings.get(key, default)
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid carbon setting {key}={raw!r}: expected a number") from None
