@@ -5,11 +5,19 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help venv venv-dev rabbitmq run test lint
+# Every bench-* target in this file (other parts append their own); `make bench` runs them all.
+BENCH_TARGETS = $(shell sed -n 's/^\(bench-[A-Za-z0-9_-]*\):.*/\1/p' $(MAKEFILE_LIST))
+MINUTES ?= 3
+# Extra flags for devstack, e.g. `make run ARGS="--speed-up 600 --free-ports"`.
+ARGS ?=
+
+.PHONY: help venv venv-dev rabbitmq run demo status test bench lint
 
 help:
 	@echo "make run    start engine, hooks, carbonstat flavours, consumer and router on loopback"
+	@echo "make demo   send traffic through the running (or a new) stack for MINUTES=3 and report the mix"
 	@echo "make test   run the whole test suite (needs RabbitMQ; started or installed if missing)"
+	@echo "make bench  run every benchmark: $(BENCH_TARGETS)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +37,20 @@ venv-dev: $(DEV_STAMP)
 rabbitmq:
 	@scripts/ensure-rabbitmq.sh
 
+run: venv rabbitmq
+	$(PY) -m devstack run $(ARGS)
+
+demo: venv rabbitmq
+	$(PY) -m devstack demo --minutes $(MINUTES) $(ARGS)
+
+status: venv
+	$(PY) -m devstack status $(ARGS)
+
 test: venv-dev rabbitmq
 	$(PY) -m pytest
+
+bench: $(BENCH_TARGETS)
+	@echo "ran: $(BENCH_TARGETS)"
 
 lint: venv-dev
 	$(PY) -m ruff check .

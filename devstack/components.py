@@ -1,0 +1,154 @@
+"""The command line and environment of every process in the local stack.
+
+This module is the only place that knows each part's entry point and the
+environment variables it reads, so a renamed variable is fixed here once.
+Before anything starts, `missing_entry_points` checks that every module the
+stack runs exists, and `run` stops with a message naming what is missing
+rather than faking that part.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from devstack.processes import ComponentSpec
+from devstack.settings import FLAVOUR_NAMES, StackSettings
+
+# Module that must exist for each component, and what runs it.
+ENTRY_POINTS = {
+    "engine": "engine.app",  # gunicorn 'engine.app:create_app()'
+    "hooks": "hooks.app",  # gunicorn 'hooks.app:create_app()'
+    "carbonstat": "carbonstat.app",  # gunicorn 'carbonstat.app:create_app()'
+    "consumer": "buffer.consumer",  # python -m buffer.consumer
+    "router": "buffer.router",  # gunicorn 'buffer.router:create_app()'
+}
+
+FLAVOUR_PRECISION = {"high": 100, "mid": 50, "low": 25}
+
+
+def missing_entry_points() -> list[str]:
+    """Return one line per component whose module cannot be found."""
+    missing = []
+    for component, module in ENTRY_POINTS.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(f"{component}: module {module} not found")
+    return missing
+
+
+def gunicorn(app: str, *, settings: StackSettings, port: int, threads: int | None = None) -> list[str]:
+    """Return the argv of one gunicorn master with a single threaded worker on loopback."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        "1",
+        "--threads",
+        str(threads or settings.threads),
+        "--bind",
+        f"{settings.host}:{port}",
+        "--graceful-timeout",
+        "5",
+        "--access-logfile",
+        "-",
+        app,
+    ]
+
+
+def engine_spec(settings: StackSettings) -> ComponentSpec:
+    """The engine, replaying the carbon trace at the configured speed-up.
+
+    One worker only, because the engine keeps its sessions in memory and a
+    second worker would hold a second, diverging copy of every schedule.
+    """
+    env = {
+        "ENGINE_DEFAULT_SCHEDULE": f"{settings.namespace}/{settings.name}",
+        "ENGINE_TRACE_SPEEDUP": f"{settings.speed_up:g}",
+    }
+    if settings.trace_actuals:
+        env["ENGINE_TRACE_ACTUALS"] = settings.trace_actuals
+    if settings.trace_forecasts:
+        env["ENGINE_TRACE_FORECASTS"] = settings.trace_forecasts
+    if settings.trace_start:
+        env["ENGINE_TRACE_START"] = settings.trace_start
+    return ComponentSpec(
+        name="engine",
+        argv=gunicorn("engine.app:create_app()", settings=settings, port=settings.ports["engine"]),
+        env=env,
+        health_url=settings.url("engine") + "/healthz",
+        port=settings.ports["engine"],
+    )
+
+
+def hooks_spec(settings: StackSettings) -> ComponentSpec:
+    return ComponentSpec(
+        name="hooks",
+        argv=gunicorn("hooks.app:create_app()", settings=settings, port=settings.ports["hooks"], threads=4),
+        env={"ENGINE_URL": settings.url("engine")},
+        health_url=settings.url("hooks") + "/healthz",
+        port=settings.ports["hooks"],
+    )
+
+
+def carbonstat_spec(settings: StackSettings, flavour: str) -> ComponentSpec:
+    component = f"carbonstat-{flavour}"
+    return ComponentSpec(
+        name=component,
+        argv=gunicorn("carbonstat.app:create_app()", settings=settings, port=settings.ports[component]),
+        env={"CARBONSTAT_FLAVOUR": flavour},
+        health_url=settings.url(component) + "/healthz",
+        port=settings.ports[component],
+    )
+
+
+def buffer_env(settings: StackSettings) -> dict[str, str]:
+    """Environment shared by the router and the consumer (names from `buffer.config`)."""
+    return {
+        "FLAVOURS": ",".join(f"{name}:{FLAVOUR_PRECISION[name]}" for name in FLAVOUR_NAMES),
+        "FLAVOUR_URLS": ",".join(f"{name}={settings.url('carbonstat-' + name)}" for name in FLAVOUR_NAMES),
+        "SCHEDULE_NAMESPACE": settings.namespace,
+        "SCHEDULE_NAME": settings.name,
+        "SERVICE_NAME": settings.name,
+        "RABBITMQ_URL": settings.rabbitmq_url,
+        "ENGINE_URL": settings.url("engine"),
+        "CONSUMER_METRICS_PORT": str(settings.ports["consumer"]),
+        "FEEDBACK_INTERVAL_SECONDS": "5",
+    }
+
+
+def consumer_spec(settings: StackSettings) -> ComponentSpec:
+    return ComponentSpec(
+        name="consumer",
+        argv=[sys.executable, "-m", "buffer.consumer"],
+        env=buffer_env(settings),
+        health_url=settings.url("consumer") + "/healthz",
+        port=settings.ports["consumer"],
+    )
+
+
+def router_spec(settings: StackSettings) -> ComponentSpec:
+    return ComponentSpec(
+        name="router",
+        argv=gunicorn(
+            "buffer.router:create_app()", settings=settings, port=settings.ports["router"], threads=16
+        ),
+        env=buffer_env(settings),
+        health_url=settings.url("router") + "/healthz",
+        port=settings.ports["router"],
+    )
+
+
+def stack_specs(settings: StackSettings) -> list[ComponentSpec]:
+    """Every component in start order: each one's dependencies come before it."""
+    return [
+        engine_spec(settings),
+        hooks_spec(settings),
+        *(carbonstat_spec(settings, flavour) for flavour in FLAVOUR_NAMES),
+        consumer_spec(settings),
+        router_spec(settings),
+    ]

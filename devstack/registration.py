@@ -1,0 +1,271 @@
+"""Register the example TrafficSchedule the way Metacontroller and the sync hook would.
+
+In a cluster, Metacontroller posts a sync request (parent, observed children,
+related flavour Deployments) to the hooks, the sync hook calls the engine's
+`PUT /config/<ns>/<name>`, and Metacontroller stores the returned status on
+the parent and calls again after `resyncAfterSeconds`. `Registrar` repeats
+that loop locally against the real hooks endpoint: it keeps the status and
+children of each answer and sends them back in the next request, so the
+ledger state round-trips through the status exactly as in a cluster.
+
+With `register_via="engine"` it skips the hooks and sends `PUT /config`
+itself, built from the same files; use that only to debug the engine alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import requests
+import yaml
+
+from devstack.settings import REPO_ROOT, StackSettings
+
+log = logging.getLogger("devstack")
+
+HOOK_TIMEOUT = 10.0  # Metacontroller's default webhook timeout, in seconds
+MIN_RESYNC = 1.0
+# Kinds of the resources a CompositeController names by plural, to build Metacontroller's
+# `<Kind>.<apiVersion>` keys of `children`.
+KINDS = {
+    "deployments": "Deployment",
+    "services": "Service",
+    "scaledobjects": "ScaledObject",
+    "triggerauthentications": "TriggerAuthentication",
+    "destinationrules": "DestinationRule",
+    "virtualservices": "VirtualService",
+}
+ENERGY_ANNOTATION = "carbonrouter.io/energy"
+PRECISION_LABEL = "carbonstat.precision"
+FLAVOUR_ENV = "CARBONSTAT_FLAVOUR"
+
+
+class RegistrationError(RuntimeError):
+    """The schedule could not be registered; the message names the endpoint and its reply."""
+
+
+@dataclass
+class Example:
+    """The example schedule and the related objects the customize hook would select."""
+
+    schedule: dict
+    related: list[dict] = field(default_factory=list)
+
+    @property
+    def deployments(self) -> list[dict]:
+        return [obj for obj in self.related if obj.get("kind") == "Deployment"]
+
+
+def load_example(settings: StackSettings) -> Example:
+    """Read the example files, placing them in the configured namespace and name."""
+    schedule = yaml.safe_load(settings.schedule_file.read_text())
+    related = [doc for doc in yaml.safe_load_all(settings.flavours_file.read_text()) if doc]
+
+    schedule["metadata"]["namespace"] = settings.namespace
+    schedule["metadata"]["name"] = settings.name
+    schedule["spec"]["target"]["service"] = settings.name
+    if settings.policy:
+        schedule["spec"].setdefault("scheduler", {})["policy"] = settings.policy
+    for obj in related:
+        obj["metadata"]["namespace"] = settings.namespace
+        labels = obj["metadata"].setdefault("labels", {})
+        if "carbonrouter/parent-service" in labels:
+            labels["carbonrouter/parent-service"] = settings.name
+        if obj.get("kind") == "Service":
+            obj["metadata"]["name"] = settings.name
+    return Example(schedule=schedule, related=related)
+
+
+def load_controller() -> dict:
+    """Return the CompositeController from `metacontroller/`, or a minimal one if none is there yet."""
+    for path in sorted((REPO_ROOT / "metacontroller").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "CompositeController":
+                return doc
+    return {
+        "apiVersion": "metacontroller.k8s.io/v1alpha1",
+        "kind": "CompositeController",
+        "metadata": {"name": "trafficschedule-controller"},
+        "spec": {
+            "parentResource": {
+                "apiVersion": "scheduling.carbonrouter.io/v1alpha1",
+                "resource": "trafficschedules",
+            }
+        },
+    }
+
+
+def group_objects(objects: list[dict]) -> dict[str, dict[str, dict]]:
+    """Group objects by `<Kind>.<apiVersion>` then name, as Metacontroller's `children` and `related`."""
+    grouped: dict[str, dict[str, dict]] = {}
+    for obj in objects:
+        key = f"{obj['kind']}.{obj['apiVersion']}"
+        grouped.setdefault(key, {})[obj["metadata"]["name"]] = obj
+    return grouped
+
+
+def child_types(controller: dict) -> list[str]:
+    """Return the `<Kind>.<apiVersion>` key of every child resource the controller declares."""
+    keys = []
+    for rule in controller.get("spec", {}).get("childResources", []):
+        resource = rule["resource"]
+        kind = KINDS.get(resource) or resource.removesuffix("s").capitalize()
+        keys.append(f"{kind}.{rule['apiVersion']}")
+    return keys
+
+
+def sync_request(*, controller: dict, example: Example, status: dict | None, children: list[dict]) -> dict:
+    """Build the body Metacontroller would post to the sync hook."""
+    parent = copy.deepcopy(example.schedule)
+    metadata = parent["metadata"]
+    key = f"{metadata['namespace']}/{metadata['name']}"
+    metadata.setdefault("uid", str(uuid.uuid5(uuid.NAMESPACE_URL, "devstack/" + key)))
+    metadata.setdefault("generation", 1)
+    if status:
+        parent["status"] = status
+
+    observed = {child_type: {} for child_type in child_types(controller)}
+    observed.update(group_objects(children))
+    return {
+        "controller": controller,
+        "parent": parent,
+        "children": observed,
+        "related": group_objects(example.related),
+        "finalizing": False,
+    }
+
+
+def engine_config(example: Example, *, state: dict | None) -> dict:
+    """Build `PUT /config` from the example directly, for `register_via="engine"`."""
+    spec = example.schedule["spec"]
+    flavours = []
+    for deployment in example.deployments:
+        metadata = deployment["metadata"]
+        flavours.append(
+            {
+                "name": flavour_name(deployment),
+                "precision": int(metadata["labels"][PRECISION_LABEL]),
+                "energy": float(metadata.get("annotations", {}).get(ENERGY_ANNOTATION, 1.0)),
+                "enabled": True,
+            }
+        )
+    flavours.sort(key=lambda flavour: -flavour["precision"])
+
+    def bounds(section: str, default_max: int) -> dict:
+        replicas = spec.get(section, {}).get("replicas", {})
+        return {"min": int(replicas.get("min", 1)), "max": int(replicas.get("max", default_max))}
+
+    body = {
+        "scheduler": spec.get("scheduler", {}),
+        "flavours": flavours,
+        "componentBounds": {
+            "router": bounds("router", 5),
+            "consumer": bounds("consumer", 5),
+            "target": bounds("target", 10),
+        },
+    }
+    if state:
+        body["state"] = state
+    return body
+
+
+def flavour_name(deployment: dict) -> str:
+    """Return the carbonstat flavour a Deployment runs: its CARBONSTAT_FLAVOUR, else its name."""
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        for variable in container.get("env", []):
+            if variable.get("name") == FLAVOUR_ENV:
+                return variable["value"]
+    return deployment["metadata"]["name"]
+
+
+class Registrar:
+    """The sync loop of one schedule: register now, then again after each resync delay."""
+
+    def __init__(self, settings: StackSettings):
+        self.settings = settings
+        self.example = load_example(settings)
+        self.controller = load_controller()
+        self.status: dict | None = None
+        self.children: list[dict] = []
+        self.state: dict | None = None
+        self.syncs = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.settings.namespace}/{self.settings.name}"
+
+    def sync_once(self) -> float:
+        """Register the schedule once and return the seconds until the next sync."""
+        if self.settings.register_via == "engine":
+            resync = self._put_config()
+        else:
+            resync = self._post_sync()
+        self.syncs += 1
+        self.last_error = None
+        return max(MIN_RESYNC, min(resync, self.settings.resync_seconds))
+
+    def _post_sync(self) -> float:
+        url = self.settings.url("hooks") + "/sync"
+        body = sync_request(
+            controller=self.controller, example=self.example, status=self.status, children=self.children
+        )
+        reply = _post_json("POST", url, body)
+        if not isinstance(reply.get("children"), list) or not isinstance(reply.get("status"), dict):
+            raise RegistrationError(
+                f"sync hook at {url} returned no children list or status: {str(reply)[:300]}"
+            )
+
+        # Metacontroller replaces the parent's status with the hook's and keeps
+        # the children it applied; both go back in the next request.
+        self.status = reply["status"]
+        self.children = reply["children"]
+        return float(reply.get("resyncAfterSeconds") or self.settings.resync_seconds)
+
+    def _put_config(self) -> float:
+        url = f"{self.settings.url('engine')}/config/{self.key}"
+        decision = _post_json("PUT", url, engine_config(self.example, state=self.state))
+        self.state = decision.get("state")
+        return self.settings.resync_seconds
+
+    def start(self) -> None:
+        """Run the sync loop in a daemon thread until `stop`."""
+        self._thread = threading.Thread(target=self._loop, name="devstack-resync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=HOOK_TIMEOUT + 1)
+
+    def _loop(self) -> None:
+        delay = 0.0
+        while not self._stop.wait(delay):
+            try:
+                delay = self.sync_once()
+                log.debug(
+                    "event=sync schedule=%s via=%s next_in=%.1f", self.key, self.settings.register_via, delay
+                )
+            except (RegistrationError, requests.RequestException) as exc:
+                # Metacontroller retries a failed sync with back-off; a fixed 5 s is enough locally.
+                self.last_error = str(exc)
+                log.warning("event=sync-failed schedule=%s error=%s retry_in=5", self.key, exc)
+                delay = 5.0
+
+
+def _post_json(method: str, url: str, body: dict) -> dict:
+    response = requests.request(method, url, json=body, timeout=HOOK_TIMEOUT)
+    if response.status_code != 200:
+        raise RegistrationError(f"{method} {url} returned {response.status_code}: {response.text[:500]}")
+    try:
+        return response.json()
+    except ValueError:
+        raise RegistrationError(
+            f"{method} {url} returned a body that is not JSON: {response.text[:200]}"
+        ) from None

@@ -1,0 +1,179 @@
+"""The `run` command: start every component, register the schedule, report, stop cleanly.
+
+Order matters: the engine must answer before the hooks can ask it for a
+decision, and the flavours must answer before the consumer forwards to them.
+So components start one by one, each waiting for its health check. Any
+failure stops everything already started and names the component and its
+log. Ctrl-C (SIGINT) and SIGTERM stop every process group, newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from urllib.parse import urlsplit
+
+from devstack.components import missing_entry_points, stack_specs
+from devstack.processes import StartError, Supervisor
+from devstack.registration import Registrar, RegistrationError
+from devstack.settings import StackSettings, port_in_use
+from devstack.status import fetch_decision, status_line
+
+log = logging.getLogger("devstack")
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the stack must stop."""
+
+
+class PreflightError(RuntimeError):
+    """Something the stack needs is missing before any process starts; the message says what to do."""
+
+
+def broker_answers(url: str, *, timeout: float = 2.0) -> bool:
+    """Return True when something accepts TCP connections at the AMQP URL's host and port."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def preflight(settings: StackSettings) -> None:
+    """Check entry points, the broker and the ports; raise PreflightError naming every problem."""
+    problems = []
+    missing = missing_entry_points()
+    if missing:
+        problems.append(
+            "these parts are not in this checkout yet, so the stack cannot run: " + "; ".join(missing)
+        )
+    if not broker_answers(settings.rabbitmq_url):
+        problems.append(
+            f"no RabbitMQ answers at {urlsplit(settings.rabbitmq_url).netloc.split('@')[-1]}: run "
+            "`make rabbitmq` (scripts/ensure-rabbitmq.sh) or set RABBITMQ_URL"
+        )
+    for component, port in settings.ports.items():
+        if port_in_use(settings.host, port):
+            problems.append(
+                f"port {port} ({component}) is already in use: stop what holds it, pass --{component}-port, "
+                "or use --free-ports"
+            )
+    if problems:
+        raise PreflightError("\n".join("  - " + problem for problem in problems))
+
+
+def write_state(settings: StackSettings) -> None:
+    """Record ports and URLs so `status`, `demo` and tests can find this stack."""
+    state = {
+        "pid": os.getpid(),
+        "schedule": f"{settings.namespace}/{settings.name}",
+        "ports": settings.ports,
+        "urls": {component: settings.url(component) for component in settings.ports},
+        "speedUp": settings.speed_up,
+        "logDir": str(settings.log_dir),
+        "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    temporary = settings.state_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2))
+    temporary.replace(settings.state_file)
+
+
+def print_urls(settings: StackSettings) -> None:
+    print("carbonrouter local stack is up:")
+    for component in settings.ports:
+        print(f"  {component:<16} {settings.url(component)}")
+    print(f"  logs             {settings.log_dir}/<component>.log")
+    print("try:")
+    print(
+        f"  curl -X POST {settings.url('router')}/avg -d '{{\"numbers\":[1,2,3,4]}}' "
+        "-H 'content-type: application/json'"
+    )
+    print("stop with Ctrl-C")
+    sys.stdout.flush()
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run(settings: StackSettings) -> int:
+    """Run the stack in the foreground until interrupted or until a component dies."""
+    try:
+        preflight(settings)
+    except PreflightError as exc:
+        print(f"devstack: cannot start the local stack:\n{exc}", file=sys.stderr)
+        return 2
+
+    # Components are started from this (main) thread: their parent-death
+    # signal is tied to the thread that forks them.
+    assert threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    supervisor = Supervisor(log_dir=settings.log_dir)
+    registrar: Registrar | None = None
+    code = 0
+    try:
+        registrar = start_stack(settings, supervisor)
+        write_state(settings)
+        print_urls(settings)
+        code = watch(settings, supervisor, registrar)
+    except Interrupted as exc:
+        print(f"\ndevstack: {exc} received, stopping", file=sys.stderr)
+    except (StartError, RegistrationError) as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        # A second Ctrl-C while stopping must not leave processes behind.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        if registrar:
+            registrar.stop()
+        supervisor.stop_all()
+        settings.state_file.unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("devstack: stopped", file=sys.stderr)
+    return code
+
+
+def start_stack(settings: StackSettings, supervisor: Supervisor) -> Registrar:
+    """Start the components in order, then register the schedule once and start the resync loop."""
+    for spec in stack_specs(settings):
+        print(f"devstack: starting {spec.name:<16} on {settings.host}:{spec.port}", flush=True)
+        supervisor.start(spec)
+        supervisor.wait_healthy(spec.name, timeout=settings.start_timeout)
+
+    registrar = Registrar(settings)
+    registrar.sync_once()
+    via = "the hooks' /sync" if settings.register_via == "hooks" else "PUT /config on the engine"
+    print(f"devstack: registered {registrar.key} through {via}", flush=True)
+    registrar.start()
+    return registrar
+
+
+def watch(settings: StackSettings, supervisor: Supervisor, registrar: Registrar) -> int:
+    """Print a status line every few seconds; return 1 as soon as a component exits."""
+    key = f"{settings.namespace}/{settings.name}"
+    while True:
+        exited = supervisor.exited()
+        if exited:
+            for name, code in exited.items():
+                print(
+                    f"devstack: {name} exited with code {code}; see {supervisor.log_path(name)}:\n"
+                    + supervisor.log_tail(name),
+                    file=sys.stderr,
+                )
+            return 1
+        decision = fetch_decision(settings.url("engine"), key)
+        line = status_line(decision, health=supervisor.health())
+        if registrar.last_error:
+            line += f"  SYNC FAILING: {registrar.last_error[:120]}"
+        print(line, flush=True)
+        time.sleep(settings.status_interval)

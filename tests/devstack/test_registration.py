@@ -1,0 +1,181 @@
+"""Registration: the sync request devstack sends looks like Metacontroller's, and state round-trips."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from devstack.registration import (
+    Registrar,
+    RegistrationError,
+    child_types,
+    engine_config,
+    group_objects,
+    load_controller,
+    load_example,
+    sync_request,
+)
+from devstack.settings import StackSettings, free_ports
+
+
+def settings_for(**overrides) -> StackSettings:
+    return StackSettings(**overrides)
+
+
+def test_example_moves_to_configured_schedule():
+    example = load_example(settings_for(namespace="e2e-abc", name="stat", policy="p100"))
+    assert example.schedule["metadata"] == {"name": "stat", "namespace": "e2e-abc"}
+    assert example.schedule["spec"]["target"]["service"] == "stat"
+    assert example.schedule["spec"]["scheduler"]["policy"] == "p100"
+    for obj in example.related:
+        assert obj["metadata"]["namespace"] == "e2e-abc"
+    assert {d["metadata"]["labels"]["carbonrouter/parent-service"] for d in example.deployments} == {"stat"}
+
+
+def test_sync_request_has_metacontroller_shape():
+    controller = load_controller()
+    example = load_example(settings_for())
+    request = sync_request(controller=controller, example=example, status=None, children=[])
+    assert set(request) == {"controller", "parent", "children", "related", "finalizing"}
+    assert request["finalizing"] is False
+    assert request["controller"]["kind"] == "CompositeController"
+    assert request["parent"]["kind"] == "TrafficSchedule"
+    assert request["parent"]["metadata"]["uid"]
+    assert "status" not in request["parent"]
+    # Every declared child type is present, empty before the first sync.
+    assert set(request["children"]) == set(child_types(controller))
+    assert all(value == {} for value in request["children"].values())
+    assert set(request["related"]["Deployment.apps/v1"]) == {
+        "carbonstat-high",
+        "carbonstat-mid",
+        "carbonstat-low",
+    }
+    assert set(request["related"]["Service.v1"]) == {"carbonstat"}
+
+
+def test_sync_request_uid_is_stable():
+    example = load_example(settings_for())
+    first = sync_request(controller={}, example=example, status=None, children=[])
+    second = sync_request(controller={}, example=example, status=None, children=[])
+    assert first["parent"]["metadata"]["uid"] == second["parent"]["metadata"]["uid"]
+
+
+def test_sync_request_carries_previous_status_and_children():
+    example = load_example(settings_for())
+    child = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "carbonstat-router"}}
+    status = {"creditBalance": 0.2, "activePolicy": "credit-greedy"}
+    request = sync_request(controller=load_controller(), example=example, status=status, children=[child])
+    assert request["parent"]["status"] == status
+    assert request["children"]["Deployment.apps/v1"] == {"carbonstat-router": child}
+
+
+def test_child_types_from_controller():
+    controller = {
+        "spec": {
+            "childResources": [
+                {"apiVersion": "apps/v1", "resource": "deployments"},
+                {"apiVersion": "keda.sh/v1alpha1", "resource": "scaledobjects"},
+                {"apiVersion": "networking.istio.io/v1", "resource": "virtualservices"},
+            ]
+        }
+    }
+    assert child_types(controller) == [
+        "Deployment.apps/v1",
+        "ScaledObject.keda.sh/v1alpha1",
+        "VirtualService.networking.istio.io/v1",
+    ]
+
+
+def test_group_objects_by_kind_and_name():
+    objects = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"}},
+    ]
+    assert set(group_objects(objects)["Service.v1"]) == {"a", "b"}
+
+
+def test_engine_config_from_example():
+    body = engine_config(load_example(settings_for()), state={"ledger": {"balance": 0.1}})
+    assert [f["name"] for f in body["flavours"]] == ["high", "mid", "low"]
+    assert [f["precision"] for f in body["flavours"]] == [100, 50, 25]
+    assert [f["energy"] for f in body["flavours"]] == [1.0, 0.6, 0.3]
+    assert body["componentBounds"]["target"] == {"min": 1, "max": 10}
+    assert body["scheduler"]["policy"] == "credit-greedy"
+    assert body["state"] == {"ledger": {"balance": 0.1}}
+
+
+class FakeHooks:
+    """A local HTTP server standing in for the hooks, recording each sync body."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.bodies = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                owner.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                status, reply = owner.replies.pop(0)
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hooks_server():
+    servers = []
+
+    def start(replies):
+        server = FakeHooks(replies)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_registrar_round_trips_status(hooks_server):
+    child = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "carbonstat-router"}}
+    first = {"status": {"creditBalance": 0.3}, "children": [child], "resyncAfterSeconds": 4.5}
+    second = {"status": {"creditBalance": 0.25}, "children": [child], "resyncAfterSeconds": 400}
+    hooks = hooks_server([(200, first), (200, second)])
+    ports = {**free_ports(["engine"]), "hooks": hooks.port}
+    registrar = Registrar(settings_for(ports=ports))
+
+    assert registrar.sync_once() == 4.5
+    # The resync delay is capped so the local schedule never goes unsynced for long.
+    assert registrar.sync_once() == registrar.settings.resync_seconds
+    assert "status" not in hooks.bodies[0]["parent"]
+    assert hooks.bodies[1]["parent"]["status"] == {"creditBalance": 0.3}
+    assert hooks.bodies[1]["children"]["Service.v1"] == {"carbonstat-router": child}
+    assert registrar.status == {"creditBalance": 0.25}
+
+
+def test_registrar_reports_hook_error(hooks_server):
+    hooks = hooks_server([(500, {"error": "engine timed out"})])
+    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}))
+    with pytest.raises(RegistrationError, match="returned 500.*engine timed out"):
+        registrar.sync_once()
+
+
+def test_registrar_rejects_reply_without_children(hooks_server):
+    hooks = hooks_server([(200, {"status": {}})])
+    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}))
+    with pytest.raises(RegistrationError, match="no children list"):
+        registrar.sync_once()
