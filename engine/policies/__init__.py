@@ -19,5 +19,12 @@ def register(policy_class: type[Policy]) -> type[Policy]:
 
 __all__ = ["POLICIES", "Policy", "PolicyResult", "integer_weights", "register"]
 
-# Policy modules register themselves on import; one line per module.
+# Policy modules register themselves on import; one line per module, in registration order.
+# isort: off
+from engine.policies import p100  # noqa: E402,F401
+from engine.policies import random  # noqa: E402,F401
+from engine.policies import round_robin  # noqa: E402,F401
+from engine.policies import credit_greedy  # noqa: E402,F401
+from engine.policies import forecast_aware  # noqa: E402,F401
+from engine.policies import forecast_aware_global  # noqa: E402,F401
 from engine.policies import forecast_optimal  # noqa: E402,F401

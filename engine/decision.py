@@ -1,0 +1,124 @@
+"""The decision document: what the engine returns for a schedule and what callers store.
+
+A `Decision` is computed by a session at evaluation time and cached until its
+`valid_until`. `render_decision` turns it into the JSON of the API contract,
+adding the ledger figures as they are at answer time, so a caller that
+stores `state` always stores the newest balance even while the weights are
+still cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engine.ledger import CreditLedger, format_time
+from engine.model import CarbonSnapshot, Flavour
+from engine.throttle import Throttle
+
+MAX_SLOTS_SHOWN = 48  # 24 h of half-hour slots; the planner's full horizon stays internal
+
+
+@dataclass(frozen=True)
+class ManualOverride:
+    """Weights set by an operator, in force until `until` (wall-clock time)."""
+
+    weights: dict[str, int]
+    until: datetime
+    throttle: float | None = None
+
+    def to_state(self) -> dict:
+        return {"flavourWeights": dict(self.weights), "until": format_time(self.until),
+                "throttle": self.throttle}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One evaluation's outcome; weights are integer percentages keyed by flavour name."""
+
+    policy: str
+    weights: dict[str, int]
+    throttle: Throttle
+    ceilings: dict[str, int]
+    carbon: CarbonSnapshot
+    evaluated_at: datetime
+    valid_until: datetime
+    diagnostics: dict = field(default_factory=dict)
+    manual: ManualOverride | None = None
+
+    def change_key(self) -> tuple:
+        """Return what, when it differs between two decisions, counts as a decision change."""
+        return (self.policy, tuple(sorted(self.weights.items())), tuple(sorted(self.ceilings.items())))
+
+
+def average_precision(flavours: tuple[Flavour, ...], weights: dict[str, int]) -> float:
+    """Return the expected precision of the mix, 0-100."""
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    weighted = sum(flavour.precision * 100.0 * weights.get(flavour.name, 0) for flavour in flavours)
+    return round(weighted / total, 2)
+
+
+def render_carbon(carbon: CarbonSnapshot) -> dict:
+    return {
+        "now": carbon.current,
+        "next": carbon.next,
+        "index": carbon.index,
+        "source": carbon.source,
+        "stale": carbon.stale,
+        "available": carbon.available,
+        "message": carbon.message,
+        "sourceTime": format_time(carbon.now),
+        "timeScale": carbon.time_scale,
+        "slots": [
+            {"from": format_time(slot.start), "to": format_time(slot.end),
+             "intensity": slot.intensity, "actual": slot.actual}
+            for slot in carbon.slots[:MAX_SLOTS_SHOWN]
+        ],
+    }
+
+
+def render_decision(
+    decision: Decision,
+    *,
+    namespace: str,
+    name: str,
+    flavours: tuple[Flavour, ...],
+    ledger: CreditLedger,
+    evaluator: str,
+) -> dict:
+    """Return the decision JSON of the API contract."""
+    state: dict = {"ledger": ledger.to_state()}
+    if decision.manual is not None:
+        state["manual"] = decision.manual.to_state()
+    document = {
+        "namespace": namespace,
+        "name": name,
+        "policy": decision.policy,
+        "flavourWeights": {flavour.name: decision.weights.get(flavour.name, 0) for flavour in flavours},
+        "flavours": [
+            {"name": flavour.name, "precision": round(flavour.precision * 100.0, 4),
+             "energy": flavour.energy, "enabled": flavour.enabled,
+             "weight": decision.weights.get(flavour.name, 0)}
+            for flavour in flavours
+        ],
+        "validUntil": format_time(decision.valid_until),
+        "evaluatedAt": format_time(decision.evaluated_at),
+        "credits": {
+            "balance": round(ledger.balance, 6),
+            "velocity": round(ledger.velocity, 6),
+            "target": ledger.target_error,
+            "min": ledger.credit_min,
+            "max": ledger.credit_max,
+        },
+        "avgPrecision": average_precision(flavours, decision.weights),
+        "processing": {**decision.throttle.to_json(), "ceilings": dict(decision.ceilings)},
+        "carbon": render_carbon(decision.carbon),
+        "evaluator": evaluator,
+        "diagnostics": dict(decision.diagnostics),
+        "state": state,
+    }
+    if decision.manual is not None:
+        document["manualUntil"] = format_time(decision.manual.until)
+    return document
