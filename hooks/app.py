@@ -1,0 +1,148 @@
+"""Flask shell around the hook functions, served by gunicorn.
+
+    gunicorn 'hooks.app:create_app()'
+
+Routes: `POST /customize`, `POST /sync`, `GET /healthz`, `GET /metrics`.
+The shell parses JSON, calls the pure function and serialises the answer
+with sorted keys, so the same request always gives the same bytes. Status
+codes: 400 for a body that is not a hook request, 503 (with Retry-After)
+when no safe response exists, 500 only for a bug, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import UTC, datetime
+
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from hooks.config import HookConfig
+from hooks.engine_client import EngineClient, EngineRejected, EngineUnavailable, HttpEngine
+from hooks.sync import BadRequest, CannotSync, customize, sync
+
+log = logging.getLogger("hooks.app")
+
+
+class HookMetrics:
+    """Prometheus metrics of the hooks, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.sync_seconds = Histogram(
+            "hooks_sync_duration_seconds", "Time to answer one sync request, engine call included",
+            registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3, 10))
+        self.sync_outcomes = Counter(
+            "hooks_sync_outcomes_total", "Sync requests by outcome", ["outcome"], registry=self.registry)
+        self.engine_failures = Counter(
+            "hooks_engine_call_failures_total", "Engine calls that failed, by reason", ["reason"],
+            registry=self.registry)
+
+    def exposition(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+class CountingEngine:
+    """Engine client wrapper that counts failed calls by exception type."""
+
+    def __init__(self, engine: EngineClient, metrics: HookMetrics):
+        self.engine = engine
+        self.metrics = metrics
+
+    def put_config(self, namespace: str, name: str, configuration: dict) -> dict:
+        try:
+            return self.engine.put_config(namespace, name, configuration)
+        except (EngineUnavailable, EngineRejected) as error:
+            self.metrics.engine_failures.labels(type(error).__name__).inc()
+            raise
+
+
+def create_app(config: HookConfig | None = None, *, engine: EngineClient | None = None,
+               clock=None) -> Flask:
+    """Build the hooks app; `engine` and `clock` default to HTTP and the system clock."""
+    config = config or HookConfig.from_env()
+    metrics = HookMetrics()
+    engine = CountingEngine(engine or HttpEngine(config.engine_url, timeout=config.engine_timeout), metrics)
+    clock = clock or (lambda: datetime.now(UTC))
+    app = Flask("hooks")
+    app.extensions["carbonrouter_hooks"] = {"config": config, "engine": engine, "metrics": metrics}
+
+    @app.post("/customize")
+    def customize_route():
+        body, error = _json_body()
+        if error:
+            return error
+        try:
+            return _json_response(customize(body))
+        except BadRequest as bad:
+            return _error(400, str(bad))
+
+    @app.post("/sync")
+    def sync_route():
+        started = time.perf_counter()
+        outcome, response = _sync_once(engine=engine, config=config, clock=clock)
+        metrics.sync_outcomes.labels(outcome).inc()
+        metrics.sync_seconds.observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz")
+    def healthz():
+        return _json_response({"status": "ok"})
+
+    @app.get("/metrics")
+    def metrics_route():
+        return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _sync_once(*, engine: EngineClient, config: HookConfig, clock) -> tuple[str, Response]:
+    body, error = _json_body()
+    if error:
+        return "bad-request", error
+    try:
+        answer = sync(body, engine=engine, config=config, now=clock())
+    except BadRequest as bad:
+        return "bad-request", _error(400, str(bad))
+    except CannotSync as refused:
+        log.warning("event=sync-refused error=%s", refused)
+        response = _error(503, str(refused))
+        response.headers["Retry-After"] = str(int(config.retry_seconds))
+        return "refused", response
+    except Exception:  # a bug: log it with its traceback, tell the caller without one
+        log.exception("event=sync-failed")
+        return "error", _error(500, "internal error while computing the sync response; see the hooks log")
+    return _outcome(answer), _json_response(answer)
+
+
+def _outcome(answer: dict) -> str:
+    conditions = {c["type"]: c for c in answer["status"].get("conditions", [])}
+    ready = conditions.get("Ready", {})
+    if ready.get("status") == "True":
+        return "ready"
+    return f"not-ready-{ready.get('reason', 'unknown')}"
+
+
+def _json_body() -> tuple[object, Response | None]:
+    raw = request.get_data()
+    try:
+        return json.loads(raw), None
+    except (ValueError, UnicodeDecodeError) as error:
+        return None, _error(400, f"request body is not valid JSON: {error}")
+
+
+def _json_response(payload: dict, status: int = 200) -> Response:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return Response(text, status=status, mimetype="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return _json_response({"error": message}, status)
