@@ -56,6 +56,9 @@ def gunicorn(app: str, *, settings: StackSettings, port: int, threads: int | Non
         "5",
         "--access-logfile",
         "-",
+        # gunicorn 27 opens a control socket at one fixed path per user by default,
+        # which every master of the stack would fight over.
+        "--no-control-socket",
         app,
     ]
 
@@ -68,14 +71,14 @@ def engine_spec(settings: StackSettings) -> ComponentSpec:
     """
     env = {
         "ENGINE_DEFAULT_SCHEDULE": f"{settings.namespace}/{settings.name}",
-        "ENGINE_TRACE_SPEEDUP": f"{settings.speed_up:g}",
+        "CARBON_TRACE_SPEEDUP": f"{settings.speed_up:g}",
     }
     if settings.trace_actuals:
-        env["ENGINE_TRACE_ACTUALS"] = settings.trace_actuals
+        env["CARBON_TRACE_ACTUAL"] = settings.trace_actuals
     if settings.trace_forecasts:
-        env["ENGINE_TRACE_FORECASTS"] = settings.trace_forecasts
+        env["CARBON_TRACE_FORECAST"] = settings.trace_forecasts
     if settings.trace_start:
-        env["ENGINE_TRACE_START"] = settings.trace_start
+        env["CARBON_TRACE_START"] = settings.trace_start
     return ComponentSpec(
         name="engine",
         argv=gunicorn("engine.app:create_app()", settings=settings, port=settings.ports["engine"]),
@@ -126,7 +129,8 @@ def consumer_spec(settings: StackSettings) -> ComponentSpec:
         name="consumer",
         argv=[sys.executable, "-m", "buffer.consumer"],
         env=buffer_env(settings),
-        health_url=settings.url("consumer") + "/healthz",
+        # The consumer serves only Prometheus metrics; an answer means its process is up.
+        health_url=settings.url("consumer") + "/metrics",
         port=settings.ports["consumer"],
     )
 

@@ -42,6 +42,7 @@ KINDS = {
 ENERGY_ANNOTATION = "carbonrouter.io/energy"
 PRECISION_LABEL = "carbonstat.precision"
 FLAVOUR_ENV = "CARBONSTAT_FLAVOUR"
+FLAVOUR_LABEL = "carbonrouter/flavour"
 
 
 class RegistrationError(RuntimeError):
@@ -174,7 +175,10 @@ def engine_config(example: Example, *, state: dict | None) -> dict:
 
 
 def flavour_name(deployment: dict) -> str:
-    """Return the carbonstat flavour a Deployment runs: its CARBONSTAT_FLAVOUR, else its name."""
+    """Return a Deployment's flavour name: its carbonrouter/flavour label, else its CARBONSTAT_FLAVOUR."""
+    label = deployment["metadata"].get("labels", {}).get(FLAVOUR_LABEL)
+    if label:
+        return label
     for container in deployment["spec"]["template"]["spec"]["containers"]:
         for variable in container.get("env", []):
             if variable.get("name") == FLAVOUR_ENV:

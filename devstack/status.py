@@ -32,8 +32,13 @@ def fetch_decision(engine_url: str, key: str, *, timeout: float = 2.0) -> dict |
 
 
 def format_weights(decision: dict) -> str:
-    weights = decision.get("flavourWeights") or {}
-    return " ".join(f"{name} {weight:>3}" for name, weight in weights.items())
+    """Format the weights most precise flavour first, the order of the decision's `flavours` list."""
+    flavours = decision.get("flavours") or []
+    if flavours:
+        pairs = [(flavour.get("name"), flavour.get("weight")) for flavour in flavours]
+    else:
+        pairs = list((decision.get("flavourWeights") or {}).items())
+    return " ".join(f"{name} {weight:>3}" for name, weight in pairs)
 
 
 def status_line(decision: dict | None, *, health: dict[str, str] | None = None) -> str:
