@@ -11,13 +11,14 @@ MINUTES ?= 3
 # Extra flags for devstack, e.g. `make run ARGS="--speed-up 600 --free-ports"`.
 ARGS ?=
 
-.PHONY: help venv venv-dev rabbitmq run demo status test bench lint
+.PHONY: help venv venv-dev rabbitmq run demo status test bench lint evaluate bench-evaluate
 
 help:
 	@echo "make run    start engine, hooks, carbonstat flavours, consumer and router on loopback"
 	@echo "make demo   send traffic through the running (or a new) stack for MINUTES=3 and report the mix"
 	@echo "make test   run the whole test suite (needs RabbitMQ; started or installed if missing)"
 	@echo "make bench  run every benchmark: $(BENCH_TARGETS)"
+	@echo "make evaluate  replay the bundled carbon trace for every policy (ARGS=\"--help\" for options)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +55,14 @@ bench: $(BENCH_TARGETS)
 
 lint: venv-dev
 	$(PY) -m ruff check .
+
+# Policy evaluation on the bundled GB trace; output in out/evaluate/.
+evaluate: venv
+	$(PY) -m engine.evaluate $(ARGS)
+
+bench-evaluate: venv
+	$(PY) bench/evaluate_runtime.py
+
+# Engine: CPU time to evaluate 1,000 sessions; figures in docs/benchmarks.md.
+bench-engine: venv
+	$(PY) bench/engine_bench.py --trace
