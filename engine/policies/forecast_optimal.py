@@ -38,9 +38,11 @@ the integer weights the engine serves never deliver less precision than
 planned.
 
 Diagnostics carry the plan's view of the current slot (`planSlotRank`,
-`planSlotIntensity`, `planCleanSlot`, `marginalPrice`), so that the
-throttle and dashboards can follow the plan: a slot the plan keeps fully
-precise is clean by the plan's measure.
+`planSlotIntensity`, `planCleanSlot`, `marginalPrice`,
+`planIntensityThreshold`), so that the throttle and dashboards can follow
+the plan. A slot the plan keeps fully precise is clean by the plan's measure,
+and `planIntensityThreshold` is the intensity above which the plan starts to
+downgrade, which the throttle can use as its lower intensity threshold.
 """
 
 from __future__ import annotations
@@ -211,8 +213,27 @@ def _diagnostics(
         # 0.0 = cleanest slot of the horizon, 1.0 = dirtiest.
         "planSlotRank": round(rank, 4),
         "planCleanSlot": shares.get(hull[0].name, 0.0) >= 1.0,
+        "planIntensityThreshold": _rounded_or_none(plan_intensity_threshold(plan, hull)),
         "hull": list(plan.hull),
     }
+
+
+def plan_intensity_threshold(plan: WindowPlan, hull: tuple[Flavour, ...]) -> float | None:
+    """Return the intensity (gCO2/kWh) above which the plan moves traffic off the most precise flavour.
+
+    A slot is downgraded when its intensity times the first hull step's energy
+    saved per unit of error beats the marginal price. None means that no slot
+    is downgraded, because the window has no error budget left or only one
+    flavour is worth using.
+    """
+    if len(hull) < 2 or not math.isfinite(plan.marginal_price):
+        return None
+    first_step_slope = (hull[0].energy - hull[1].energy) / (hull[0].precision - hull[1].precision)
+    return plan.marginal_price / first_step_slope
+
+
+def _rounded_or_none(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _option_fraction(options: dict, key: str, default: float) -> float:

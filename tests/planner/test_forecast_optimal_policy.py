@@ -106,6 +106,24 @@ def test_dirtiest_slot_goes_low_cleanest_stays_high():
     assert clean.diagnostics["planCleanSlot"] is True
 
 
+def test_intensity_threshold_splits_clean_and_dirty_slots():
+    intensities = [40.0 + 5 * slot for slot in range(48)]
+    result = ForecastOptimal().decide(context(DAY, intensities, demand=[10.0] * 48))
+    threshold = result.diagnostics["planIntensityThreshold"]
+
+    # About 21% of the slots go low, so the threshold sits near the 79th percentile of the horizon.
+    assert 40.0 + 5 * 36 <= threshold <= 40.0 + 5 * 38
+    assert result.diagnostics["planCleanSlot"] is (intensities[0] < threshold)
+
+
+def test_no_threshold_without_budget():
+    ledger = LedgerView(target_error=0.15, window_start=DAY, window_requests=1000.0,
+                        window_precision_sum=600.0)
+    result = ForecastOptimal().decide(context(DAY + SLOT, [250.0] * 47, demand=[10.0] * 47, ledger=ledger))
+
+    assert result.diagnostics["planIntensityThreshold"] is None
+
+
 def test_horizon_ends_at_window_end():
     now = DAY + timedelta(hours=20)
     result = ForecastOptimal().decide(context(now, [100.0] * 96, demand=[10.0] * 96))
