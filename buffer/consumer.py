@@ -52,7 +52,7 @@ from buffer.topology import declare_topology
 log = logging.getLogger(__name__)
 
 ANSWERED_MEMORY = 10_000  # correlation ids remembered to recognise redeliveries
-PUMP_INTERVAL = 0.5  # seconds between checks of results, throttle and stop flag
+PUMP_INTERVAL = 0.25  # seconds between checks of results, throttle and stop flag
 
 
 class Consumer:
@@ -68,7 +68,9 @@ class Consumer:
     ) -> None:
         self.config = config
         self.forwarder = forwarder or Forwarder(config)
-        self.schedule = schedule or ScheduleCache(config, on_fallback=metrics.CONSUMER_FALLBACK.set)
+        self.schedule = schedule or ScheduleCache(
+            config, component="consumer", on_fallback=metrics.CONSUMER_FALLBACK.set
+        )
         self.feedback = feedback or FeedbackReporter(config)
         self._executor = ThreadPoolExecutor(max_workers=config.prefetch, thread_name_prefix="forward")
         self._results: queue.SimpleQueue = queue.SimpleQueue()
@@ -79,6 +81,7 @@ class Consumer:
         self._channel = None
         self._cap: int | None = None
         self._rng = random.Random(config.seed)
+        self.ready = threading.Event()  # set while consuming, cleared while reconnecting
 
     def run(self) -> None:
         """Consume until `stop()`; reconnect with backoff whenever the broker goes away."""
@@ -119,6 +122,7 @@ class Consumer:
         for flavour in self.config.flavours:
             callback = functools.partial(self._on_message, flavour=flavour)
             self._channel.basic_consume(self.config.queue_for(flavour), callback)
+        self.ready.set()
         log.info(
             "event=consumer_started schedule=%s queues=%s heartbeat=%d",
             self.config.schedule_key,
@@ -255,6 +259,7 @@ class Consumer:
             self._answered.popitem(last=False)
 
     def _drop_connection(self) -> None:
+        self.ready.clear()
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
             try:
@@ -288,6 +293,9 @@ def main() -> int:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Every connection failure is logged once by the consumer as an event line;
+    # pika's tracebacks for the same failure are shown only on request.
+    logging.getLogger("pika").setLevel(os.environ.get("PIKA_LOG_LEVEL", "CRITICAL").upper())
     try:
         config = BufferConfig.from_env()
     except ConfigError as error:

@@ -8,7 +8,16 @@ after the fork. With `PROMETHEUS_MULTIPROC_DIR` set, `child_exit` drops a dead
 worker's live gauges from the merged metrics.
 """
 
+import logging
 import os
+
+# The router logs one key=value line per event; pika's own tracebacks for the
+# same connection failures are silenced unless PIKA_LOG_LEVEL asks for them.
+logging.basicConfig(
+    level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+    format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
+)
+logging.getLogger("pika").setLevel(os.environ.get("PIKA_LOG_LEVEL", "CRITICAL").upper())
 
 bind = os.environ.get("ROUTER_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("ROUTER_WORKERS", "2"))

@@ -122,10 +122,12 @@ class ScheduleCache:
         self,
         config: BufferConfig,
         *,
+        component: str = "router",
         on_fallback: Callable[[bool], None] = lambda active: None,
         session: requests.Session | None = None,
     ) -> None:
         self._config = config
+        self._component = component
         self._on_fallback = on_fallback
         self._session = session or requests.Session()
         self._schedule = fallback_schedule(config)
@@ -149,7 +151,8 @@ class ScheduleCache:
         if schedule.source == "fallback" and not self._fallback_logged:
             self._fallback_logged = True
             log.warning(
-                "event=schedule_fallback schedule=%s flavour=%s reason=no_decision_from_engine engine=%s",
+                "event=schedule_fallback component=%s schedule=%s flavour=%s reason=no_decision engine=%s",
+                self._component,
                 self._config.schedule_key,
                 self._config.most_precise.name,
                 self._config.engine_url or "unset",
@@ -168,7 +171,8 @@ class ScheduleCache:
             schedule = parse_decision(reply.json(), flavours=config.flavours, key=config.schedule_key)
         except (requests.RequestException, ValueError, TypeError) as error:
             log.warning(
-                "event=schedule_refresh_failed schedule=%s url=%s error=%r action=keep_%s",
+                "event=schedule_refresh_failed component=%s schedule=%s url=%s error=%r action=keep_%s",
+                self._component,
                 config.schedule_key,
                 url,
                 str(error)[:200],
@@ -183,7 +187,8 @@ class ScheduleCache:
             self._schedule = schedule
         if changed:
             log.info(
-                "event=schedule_updated schedule=%s weights=%s throttle=%.2f evaluator=%s",
+                "event=schedule_updated component=%s schedule=%s weights=%s throttle=%.2f evaluator=%s",
+                self._component,
                 config.schedule_key,
                 schedule.weights,
                 schedule.throttle,

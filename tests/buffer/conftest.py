@@ -13,6 +13,7 @@ from buffer.router import create_app
 from tests.buffer.helpers import (
     FLAVOURS,
     FakeEngine,
+    FlavourLoad,
     LoopbackServer,
     delete_test_topology,
     flavour_app,
@@ -21,11 +22,27 @@ from tests.buffer.helpers import (
 
 
 @pytest.fixture(scope="module")
-def flavour_urls():
-    servers = {f.name: LoopbackServer(flavour_app(f.name)) for f in FLAVOURS}
-    yield {name: server.url for name, server in servers.items()}
+def flavour_servers():
+    servers = {f.name: LoopbackServer(flavour_app(f.name, FlavourLoad())) for f in FLAVOURS}
+    yield servers
     for server in servers.values():
         server.close()
+
+
+@pytest.fixture
+def flavour_urls(flavour_servers):
+    return {name: server.url for name, server in flavour_servers.items()}
+
+
+@pytest.fixture
+def flavour_loads(flavour_servers):
+    """Per-flavour load counters, reset for this test."""
+    loads = {}
+    for name, server in flavour_servers.items():
+        load = server.app.config["LOAD"]
+        load.slow_hits = load.active = load.max_active = 0
+        loads[name] = load
+    return loads
 
 
 @pytest.fixture

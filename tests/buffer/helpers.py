@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 import threading
 import time
@@ -16,6 +17,8 @@ from werkzeug.serving import make_server
 from buffer.config import BufferConfig, FlavourSpec
 from buffer.topology import delete_topology
 
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 FLAVOURS = (FlavourSpec("high", 100), FlavourSpec("mid", 50), FlavourSpec("low", 25))
 
@@ -24,6 +27,7 @@ class LoopbackServer:
     """A WSGI app served by werkzeug on a free loopback port, in a daemon thread."""
 
     def __init__(self, app: Flask) -> None:
+        self.app = app
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -33,17 +37,43 @@ class LoopbackServer:
         self._server.shutdown()
 
 
-def flavour_app(name: str) -> Flask:
+@dataclass
+class FlavourLoad:
+    """What a test flavour saw: requests to /slow and the most it served at once."""
+
+    slow_hits: int = 0
+    active: int = 0
+    max_active: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self) -> None:
+        with self.lock:
+            self.slow_hits += 1
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active -= 1
+
+
+def flavour_app(name: str, load: FlavourLoad | None = None) -> Flask:
     """A flavour that echoes what it received, plus /slow and /status endpoints."""
     app = Flask(f"flavour-{name}")
+    load = load or FlavourLoad()
+    app.config["LOAD"] = load
 
-    @app.route("/status/<int:code>", methods=["GET", "POST"])
+    @app.route("/status/<int:code>", methods=["GET", "POST", "PATCH"])
     def status(code: int):
         return Response(f"status {code}", status=code)
 
     @app.route("/slow")
     def slow():
-        time.sleep(float(request.args.get("seconds", "1")))
+        load.enter()
+        try:
+            time.sleep(float(request.args.get("seconds", "1")))
+        finally:
+            load.leave()
         return jsonify(flavour=name, slept=float(request.args.get("seconds", "1")))
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
@@ -94,7 +124,9 @@ class FakeEngine:
         return app
 
 
-def decision(weights: dict[str, int], *, throttle: float = 1.0, evaluator: str = "router", valid_for: int = 60):
+def decision(
+    weights: dict[str, int], *, throttle: float = 1.0, evaluator: str = "router", valid_for: int = 60
+):
     """An engine decision shaped like the engine API's, valid for `valid_for` seconds."""
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + valid_for))
     precisions = {f.name: f.precision for f in FLAVOURS}
@@ -134,7 +166,7 @@ def make_config(**overrides) -> BufferConfig:
 
 
 def delete_test_topology(config: BufferConfig) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(config.rabbitmq_url))
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))  # never through a proxy
     try:
         delete_topology(connection.channel(), config)
     finally:
@@ -154,3 +186,28 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def config_env(config: BufferConfig, **extra: str) -> dict[str, str]:
+    """Environment variables that make `BufferConfig.from_env()` rebuild `config`."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        FLAVOURS=",".join(f"{f.name}:{f.precision}" for f in config.flavours),
+        SCHEDULE_NAMESPACE=config.namespace,
+        SCHEDULE_NAME=config.schedule_name,
+        SERVICE_NAME=config.service,
+        RABBITMQ_URL=config.rabbitmq_url,
+        ENGINE_URL=config.engine_url,
+        REQUEST_TIMEOUT=str(config.request_timeout),
+        FORWARD_TIMEOUT=str(config.forward_timeout),
+        FORWARD_BACKOFF_SECONDS=str(config.forward_backoff),
+        RABBITMQ_HEARTBEAT=str(config.heartbeat),
+        CONSUMER_PREFETCH=str(config.prefetch),
+        FEEDBACK_INTERVAL_SECONDS=str(config.feedback_interval),
+        FLAVOUR_URLS=",".join(f"{name}={url}" for name, url in config.flavour_urls.items()),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env

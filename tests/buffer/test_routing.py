@@ -1,0 +1,178 @@
+"""Flavour choice, forcing, limits and timeouts of the router, through the real broker."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+import pytest
+from prometheus_client import REGISTRY
+from scipy.stats import chisquare
+
+from tests.buffer.helpers import FLAVOURS, decision
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def served_flavours(client, count: int) -> Counter:
+    served = Counter()
+    for i in range(count):
+        reply = client.get(f"/echo?i={i}")
+        assert reply.status_code == 200, reply.data
+        served[reply.get_json()["flavour"]] += 1
+    return served
+
+
+def test_weights_respected_over_many_requests(make_stack, engine):
+    engine.decision = decision({"high": 60, "mid": 30, "low": 10})
+    stack = make_stack(seed=1234)
+
+    served = served_flavours(stack.client, 400)
+
+    assert sum(served.values()) == 400
+    expected = [240, 120, 40]
+    observed = [served["high"], served["mid"], served["low"]]
+    # With a fixed seed the draw is deterministic; p > 0.01 says it matches the weights.
+    assert chisquare(observed, expected).pvalue > 0.01, observed
+
+
+def test_zero_weight_flavour_gets_no_requests(make_stack, engine):
+    engine.decision = decision({"high": 50, "mid": 0, "low": 50})
+    stack = make_stack()
+
+    served = served_flavours(stack.client, 60)
+
+    assert served["mid"] == 0
+    assert served["high"] > 0
+    assert served["low"] > 0
+
+
+@pytest.mark.parametrize("header", ["low", "25"])
+def test_forced_flavour_by_name_or_precision(make_stack, engine, header):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack()
+
+    reply = stack.client.get("/echo", headers={"x-carbonrouter": header})
+
+    assert reply.status_code == 200
+    assert reply.get_json()["flavour"] == "low"
+    assert reply.get_json()["headers"]["x-carbonrouter"] == "25"
+
+
+def test_forced_header_ignored_when_forcing_disabled(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(forcing_enabled=False)
+
+    reply = stack.client.get("/echo", headers={"x-carbonrouter": "nonsense"})
+
+    assert reply.status_code == 200
+    assert reply.get_json()["flavour"] == "high"
+
+
+def test_unknown_forced_flavour_is_400(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(consumer=False)
+
+    reply = stack.client.get("/echo", headers={"x-carbonrouter": "ultra"})
+
+    assert reply.status_code == 400
+    message = reply.get_json()["error"]
+    assert "'ultra'" in message
+    assert "high (100)" in message
+
+
+def test_body_over_limit_is_413(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(max_body_bytes=1000)
+
+    too_big = stack.client.post("/echo", data=b"x" * 1001)
+    at_limit = stack.client.post("/echo", data=b"x" * 1000)
+
+    assert too_big.status_code == 413
+    assert "1001" in too_big.get_json()["error"]
+    assert at_limit.status_code == 200
+
+
+def test_no_consumer_gives_504_within_timeout(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(consumer=False, request_timeout=1.0, forward_timeout=0.5)
+
+    started = time.monotonic()
+    reply = stack.client.get("/echo")
+    elapsed = time.monotonic() - started
+
+    assert reply.status_code == 504
+    assert 0.9 <= elapsed < 1.5
+
+
+def test_slow_flavour_gives_504_from_consumer_before_router_timeout(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(request_timeout=2.0, forward_timeout=0.5, forward_attempts=1)
+
+    started = time.monotonic()
+    reply = stack.client.get("/slow?seconds=1.5")
+    elapsed = time.monotonic() - started
+
+    assert reply.status_code == 504
+    assert "did not answer" in reply.get_json()["error"]
+    assert elapsed < 1.5
+
+
+def test_retriable_status_is_retried_then_relayed(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(forward_attempts=3, forward_backoff=0.05)
+    before = REGISTRY.get_sample_value("consumer_forward_retries_total", {"flavour": "high"}) or 0
+
+    reply = stack.client.get("/status/503")
+
+    assert reply.status_code == 503
+    after = REGISTRY.get_sample_value("consumer_forward_retries_total", {"flavour": "high"})
+    assert after - before == 2
+
+
+def test_never_scheduled_falls_back_to_most_precise(make_stack, engine, caplog):
+    engine.decision = None  # the engine answers 404 for this schedule
+    caplog.set_level(logging.WARNING, logger="buffer.schedule")
+    stack = make_stack(flavours=tuple(reversed(FLAVOURS)))  # most precise last
+
+    served = served_flavours(stack.client, 20)
+
+    assert served == Counter({"high": 20})
+    assert REGISTRY.get_sample_value("router_schedule_fallback") == 1.0
+    messages = [record.getMessage() for record in caplog.records]
+    fallback_lines = [m for m in messages if "event=schedule_fallback component=router" in m]
+    assert len(fallback_lines) == 1
+    assert "flavour=high" in fallback_lines[0]
+    assert stack.config.schedule_key in fallback_lines[0]
+
+
+def test_engine_outage_keeps_last_schedule(make_stack, engine):
+    engine.decision = decision({"high": 0, "mid": 0, "low": 100})
+    stack = make_stack()
+    assert served_flavours(stack.client, 5) == Counter({"low": 5})
+    schedule = stack.app.config["BUFFER_ROUTER"].schedule
+
+    engine.decision = None  # from now on the engine fails every fetch
+    assert schedule.refresh() is False
+
+    assert served_flavours(stack.client, 10) == Counter({"low": 10})
+    assert REGISTRY.get_sample_value("router_schedule_fallback") == 0.0
+
+
+def test_request_metrics_use_fixed_labels(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack()
+    labels = {"flavour": "high", "method": "PATCH", "status_class": "4xx"}
+    before = REGISTRY.get_sample_value("router_http_requests_total", labels) or 0
+
+    reply = stack.client.patch("/status/404")
+
+    assert reply.status_code == 404
+    assert REGISTRY.get_sample_value("router_http_requests_total", labels) == before + 1
+    assert (
+        REGISTRY.get_sample_value(
+            "router_ingress_http_requests_total", {"method": "PATCH", "status_class": "4xx"}
+        )
+        >= 1
+    )
