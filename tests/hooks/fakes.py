@@ -7,6 +7,7 @@ a network engine fails.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -97,11 +98,16 @@ def unreachable_engine() -> FakeEngine:
     )
 
 
-class SlowEngineServer:
-    """An HTTP engine on loopback that waits `delay` seconds before every answer."""
+class EngineServer:
+    """An HTTP engine on loopback: fake decisions after `delay` seconds, or a fixed bad answer.
 
-    def __init__(self, delay: float):
+    `answer` is "decision" (a `fake_decision` for the body sent), "empty" (200 with `{}`)
+    or "error" (HTTP 500).
+    """
+
+    def __init__(self, *, delay: float = 0.0, answer: str = "decision"):
         self.delay = delay
+        self.answer = answer
         self.server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -111,11 +117,19 @@ class SlowEngineServer:
 
     def _app(self, environ, start_response):
         request = Request(environ)
-        request.get_data()
+        body = request.get_json(silent=True) or {}
         time.sleep(self.delay)
-        return Response("{}", status=200, mimetype="application/json")(environ, start_response)
+        if self.answer == "error":
+            response = Response('{"error": "boom"}', status=500, mimetype="application/json")
+        elif self.answer == "empty":
+            response = Response("{}", status=200, mimetype="application/json")
+        else:
+            _, namespace, name = request.path.strip("/").split("/")
+            decision = fake_decision(body, namespace=namespace, name=name)
+            response = Response(json.dumps(decision), status=200, mimetype="application/json")
+        return response(environ, start_response)
 
-    def __enter__(self) -> SlowEngineServer:
+    def __enter__(self) -> EngineServer:
         self.thread.start()
         return self
 
