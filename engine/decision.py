@@ -60,6 +60,27 @@ def average_precision(flavours: tuple[Flavour, ...], weights: dict[str, int]) ->
     return round(weighted / total, 2)
 
 
+# The last slot tuple rendered and its JSON. Sessions on one source share slot tuples, so this
+# saves formatting the same 48 slots once per session; the strong reference rules out a
+# recycled id() matching a new tuple.
+_last_slots: tuple[tuple, list] | None = None
+
+
+def render_slots(slots: tuple) -> list[dict]:
+    """Return the JSON of the first slots (the list is shared; callers must not change it)."""
+    global _last_slots
+    cached = _last_slots
+    if cached is not None and cached[0] is slots:
+        return cached[1]
+    rendered = [
+        {"from": format_time(slot.start), "to": format_time(slot.end), "intensity": slot.intensity,
+         "actual": slot.actual}
+        for slot in slots[:MAX_SLOTS_SHOWN]
+    ]
+    _last_slots = (slots, rendered)
+    return rendered
+
+
 def render_carbon(carbon: CarbonSnapshot) -> dict:
     return {
         "now": carbon.current,
@@ -71,11 +92,7 @@ def render_carbon(carbon: CarbonSnapshot) -> dict:
         "message": carbon.message,
         "sourceTime": format_time(carbon.now),
         "timeScale": carbon.time_scale,
-        "slots": [
-            {"from": format_time(slot.start), "to": format_time(slot.end),
-             "intensity": slot.intensity, "actual": slot.actual}
-            for slot in carbon.slots[:MAX_SLOTS_SHOWN]
-        ],
+        "slots": render_slots(carbon.slots),
     }
 
 

@@ -32,8 +32,9 @@ def window_start_for(now: datetime, window: timedelta) -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    """Format an aware datetime as RFC 3339 UTC with a trailing Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Format an aware datetime as RFC 3339 UTC with a trailing Z, truncated to whole seconds."""
+    # isoformat is several times faster than strftime, which matters for 96 slots per decision.
+    return moment.astimezone(UTC).isoformat(timespec="seconds")[:19] + "Z"
 
 
 def parse_time(text: str) -> datetime:

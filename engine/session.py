@@ -189,7 +189,8 @@ class Session:
         ceilings = replica_ceilings(self.config.bounds, throttle=throttle.throttle)
         decision = Decision(policy=policy_name, weights=weights, throttle=throttle, ceilings=ceilings,
                             carbon=carbon, evaluated_at=wall_now,
-                            valid_until=self._valid_until(carbon, wall_now=wall_now),
+                            valid_until=self._valid_until(carbon, wall_now=wall_now,
+                                                          source_now=source_now),
                             diagnostics=diagnostics, manual=self.manual)
         self._publish(decision)
 
@@ -222,11 +223,12 @@ class Session:
             floor=spec.throttle_intensity_floor, ceiling=spec.throttle_intensity_ceiling,
             throttle_min=spec.throttle_min)
 
-    def _valid_until(self, carbon: CarbonSnapshot, *, wall_now: datetime) -> datetime:
+    def _valid_until(self, carbon: CarbonSnapshot, *, wall_now: datetime,
+                     source_now: datetime) -> datetime:
         until = wall_now + self.config.scheduler.valid_for
         if carbon.available and carbon.slots:
             scale = carbon.time_scale if carbon.time_scale > 0 else 1.0
-            slot_left = (carbon.slots[0].end - carbon.now) / scale
+            slot_left = (carbon.slots[0].end - source_now) / scale
             until = min(until, wall_now + slot_left)
         if self.manual is not None:
             until = min(until, self.manual.until)

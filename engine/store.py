@@ -39,6 +39,46 @@ class UnavailableSource:
         return CarbonSnapshot(now=now, available=False, source=self.name, message=self.message)
 
 
+class MemoSource:
+    """Wrap a carbon source and reuse its last snapshot for up to `memo` of wall-clock time.
+
+    Grid data changes per half-hour slot, yet every session asks its source on
+    each evaluation; a thousand schedules re-evaluating together would build a
+    thousand identical snapshots. A snapshot is reused only while the wall
+    clock is within `memo` after it was taken, the horizon is the same and
+    source-now still lies in the snapshot's first slot.
+    """
+
+    def __init__(self, source, *, memo: timedelta = timedelta(seconds=1)) -> None:
+        self.source = source
+        self.memo = memo
+        self._lock = threading.Lock()
+        self._last: tuple[datetime, timedelta, CarbonSnapshot] | None = None
+
+    @property
+    def name(self) -> str:
+        return getattr(self.source, "name", "unknown")
+
+    @property
+    def time_scale(self) -> float:
+        return getattr(self.source, "time_scale", 1.0)
+
+    def source_now(self, wall_now: datetime) -> datetime:
+        return self.source.source_now(wall_now)
+
+    def snapshot(self, now: datetime, *, horizon: timedelta) -> CarbonSnapshot:
+        with self._lock:
+            last = self._last
+        if last is not None and last[1] == horizon and timedelta(0) <= now - last[0] < self.memo:
+            slots = last[2].slots
+            if not slots or slots[0].start <= self.source.source_now(now) < slots[0].end:
+                return last[2]
+        snapshot = self.source.snapshot(now, horizon=horizon)
+        with self._lock:
+            self._last = (now, horizon, snapshot)
+        return snapshot
+
+
 def default_source_factory():
     """Return `engine.carbon.build_source`, or a factory of unavailable sources if it is missing."""
     try:
@@ -79,9 +119,10 @@ class SessionStore:
             source = self._sources.get(key)
         if source is not None:
             return source
-        source = self.source_factory(spec.carbon_target, timeout=spec.carbon_timeout.total_seconds(),
-                                     cache_ttl=spec.carbon_cache_ttl.total_seconds(),
-                                     settings=self.config.carbon_settings)
+        source = MemoSource(self.source_factory(spec.carbon_target,
+                                                timeout=spec.carbon_timeout.total_seconds(),
+                                                cache_ttl=spec.carbon_cache_ttl.total_seconds(),
+                                                settings=self.config.carbon_settings))
         with self._lock:
             # Another thread may have built the same source meanwhile; keep the first one.
             source = self._sources.setdefault(key, source)
