@@ -7,6 +7,10 @@ schedule's `scheduler.carbonTarget` into a `CarbonSource`:
 |---|---|
 | "" or "trace" | the bundled GB national trace, March 2023, replayed |
 | "trace:<actual.csv>[,<forecast.csv>]" | a trace from your own CSV files |
+| "national", "region:<1-17>", "postcode:<outward code>" | GB Carbon Intensity API |
+| "electricitymaps:<zone>" | Electricity Maps v3 (needs a token) |
+| "watttime:<region>" | WattTime v3 MOER (needs a username and password) |
+| "carbon-aware-sdk:<location>" | a self-hosted Carbon Aware SDK WebAPI |
 
 Identical arguments return the same instance, so the replay clock, the
 provider cache and the fitted forecasts survive a schedule's configuration
@@ -21,7 +25,9 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from engine.carbon import carbonaware, electricitymaps, gb, watttime
 from engine.carbon.base import CarbonSource, ProviderError, parse_time
+from engine.carbon.live import LiveSource
 from engine.carbon.trace import DEFAULT_ACTUAL, DEFAULT_FORECAST, TraceSource, load_trace
 
 __all__ = ["CarbonSource", "ProviderError", "build_source", "settings_from_env", "VALID_FORMS"]
@@ -31,7 +37,15 @@ log = logging.getLogger(__name__)
 VALID_FORMS = (
     '"" or "trace" (bundled GB trace)',
     '"trace:<actual.csv>[,<forecast.csv>]"',
+    '"national"',
+    '"region:<1-17>"',
+    '"postcode:<outward code>"',
+    '"electricitymaps:<zone>"',
+    '"watttime:<region>"',
+    '"carbon-aware-sdk:<location>"',
 )
+LIVE_KINDS = ("national", "region", "postcode", "electricitymaps", "watttime", "carbon-aware-sdk")
+DEFAULT_STALENESS_LIMIT = 3 * 3600.0
 
 # Environment variable per settings key; values are strings until parsed.
 ENV_SETTINGS = {
@@ -41,6 +55,13 @@ ENV_SETTINGS = {
     "CARBON_TRACE_SPEEDUP": "trace_speedup",
     "CARBON_STALENESS_LIMIT": "staleness_limit",
     "CARBON_FORECAST_WAIT": "forecast_wait",
+    "CARBON_GB_BASE_URL": "gb_base_url",
+    "ELECTRICITYMAPS_BASE_URL": "electricitymaps_base_url",
+    "ELECTRICITYMAPS_TOKEN": "electricitymaps_token",
+    "WATTTIME_BASE_URL": "watttime_base_url",
+    "WATTTIME_USERNAME": "watttime_username",
+    "WATTTIME_PASSWORD": "watttime_password",
+    "CARBON_AWARE_SDK_BASE_URL": "carbon_aware_sdk_base_url",
 }
 
 _sources: dict[tuple, CarbonSource] = {}
@@ -81,10 +102,76 @@ def close_sources() -> None:
 
 def _create_source(target: str, *, timeout: float, cache_ttl: float, settings: dict) -> CarbonSource:
     kind, _, argument = target.partition(":")
-    kind = kind.strip().lower()
+    kind, argument = kind.strip().lower(), argument.strip()
     if kind in ("", "trace"):
-        return _trace_source(argument.strip(), settings)
-    raise ValueError(f"unknown carbonTarget {target!r}: use one of {'; '.join(VALID_FORMS)}")
+        return _trace_source(argument, settings)
+    needs_argument = kind in LIVE_KINDS and kind != "national"
+    if kind not in LIVE_KINDS or needs_argument != bool(argument):
+        raise ValueError(f"unknown carbonTarget {target!r}: use one of {'; '.join(VALID_FORMS)}")
+    options = _live_options(timeout, cache_ttl, settings)
+    return _live_source(kind, argument, options=options, settings=settings)
+
+
+def _live_options(timeout: float, cache_ttl: float, settings: dict) -> dict:
+    if timeout <= 0:
+        raise ValueError(f"invalid carbonTimeout {timeout!r}: must be > 0 seconds")
+    if cache_ttl < 0:
+        raise ValueError(f"invalid carbonCacheTTL {cache_ttl!r}: must be >= 0 seconds")
+    staleness = _number_setting(settings, "staleness_limit", DEFAULT_STALENESS_LIMIT)
+    if staleness < 0:
+        raise ValueError(f"invalid carbon setting staleness_limit={staleness!r}: must be >= 0 seconds")
+    return {
+        "timeout": timeout,
+        "cache_ttl": cache_ttl,
+        "staleness_limit": staleness,
+        "forecast_wait": _number_setting(settings, "forecast_wait", 0.0),
+    }
+
+
+def _live_source(kind: str, argument: str, *, options: dict, settings: dict) -> LiveSource:
+    if kind in ("national", "region", "postcode"):
+        base_url = _url_setting(settings, "gb_base_url", gb.DEFAULT_BASE_URL)
+        if kind == "national":
+            return gb.CarbonIntensitySource(scope="national", base_url=base_url, **options)
+        area = gb.region_id(argument) if kind == "region" else gb.outward_postcode(argument)
+        return gb.CarbonIntensitySource(scope=kind, area=area, base_url=base_url, **options)
+    if kind == "electricitymaps":
+        return electricitymaps.ElectricityMapsSource(
+            zone=electricitymaps.zone_name(argument),
+            token=_required_setting(settings, "electricitymaps_token", "ELECTRICITYMAPS_TOKEN"),
+            base_url=_url_setting(settings, "electricitymaps_base_url", electricitymaps.DEFAULT_BASE_URL),
+            **options,
+        )
+    if kind == "watttime":
+        return watttime.WattTimeSource(
+            region=watttime.region_name(argument),
+            username=_required_setting(settings, "watttime_username", "WATTTIME_USERNAME"),
+            password=_required_setting(settings, "watttime_password", "WATTTIME_PASSWORD"),
+            base_url=_url_setting(settings, "watttime_base_url", watttime.DEFAULT_BASE_URL),
+            **options,
+        )
+    return carbonaware.CarbonAwareSdkSource(
+        location=carbonaware.location_name(argument),
+        base_url=_url_setting(settings, "carbon_aware_sdk_base_url", None),
+        **options,
+    )
+
+
+def _required_setting(settings: dict, key: str, env_name: str) -> str:
+    value = str(settings.get(key) or "").strip()
+    if not value:
+        raise ValueError(f"missing carbon setting {key}: set {env_name} in the engine's environment")
+    return value
+
+
+def _url_setting(settings: dict, key: str, default: str | None) -> str:
+    value = str(settings.get(key) or default or "").strip()
+    if not value:
+        env_name = next(name for name, setting in ENV_SETTINGS.items() if setting == key)
+        raise ValueError(f"missing carbon setting {key}: set {env_name} to the service's base URL")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"invalid carbon setting {key}={value!r}: expected an http:// or https:// URL")
+    return value
 
 
 def _trace_source(argument: str, settings: dict) -> TraceSource:

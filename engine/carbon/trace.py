@@ -25,12 +25,13 @@ import csv
 import logging
 import math
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.carbon.base import CarbonSource, as_utc, format_time, parse_time, slot_start, slots_needed
-from engine.forecast import BackgroundForecaster, SeriesForecast, forecast_series
+from engine.carbon.extension import ForecastExtender
+from engine.forecast import SeriesForecast
 from engine.model import SLOT, CarbonSlot, CarbonSnapshot
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ DEFAULT_FORECAST = DATA_DIR / "gb-national-2023-03-forecast.csv"
 # Fits use at most 14 days of history: enough for a daily season, and it
 # keeps a Holt-Winters fit in the low hundreds of milliseconds.
 HISTORY_SLOTS = 14 * 48
-# Fit horizons are rounded up to whole days so one fit serves every caller.
-FIT_BLOCK = 48
 
 
 @dataclass(frozen=True)
@@ -186,11 +185,9 @@ class TraceSource(CarbonSource):
                 f"{format_time(trace.first)} to {format_time(trace.first + trace.span)}"
             )
         self.replay_started_at = as_utc(replay_started_at or datetime.now(UTC))
-        self._forecast_wait = forecast_wait
-        self._forecaster = BackgroundForecaster(name="trace-forecast")
+        self._extender = ForecastExtender(wait=forecast_wait, name="trace-forecast")
         self._issue_times = [f.issued_at for f in trace.forecasts]
         self._slots_cache: dict[tuple[int, int, int], tuple[tuple[CarbonSlot, ...], str]] = {}
-        self._placeholders: dict[tuple[int, int], SeriesForecast] = {}
         self._lock = threading.Lock()
         self._lap = 0
         log.info(
@@ -198,7 +195,7 @@ class TraceSource(CarbonSource):
             self.name, format_time(self.start), speedup, len(trace.actuals), len(trace.forecasts),
         )
         # Warm the statsmodels import and the first fit before the first request.
-        self._extension(self._index_of(self.start), 2 * FIT_BLOCK)
+        self._extension(self._index_of(self.start), 1)
 
     def source_now(self, wall_now: datetime) -> datetime:
         elapsed = (as_utc(wall_now) - self.replay_started_at) * self.time_scale
@@ -226,7 +223,7 @@ class TraceSource(CarbonSource):
             )
 
     def close(self) -> None:
-        self._forecaster.close()
+        self._extender.close()
 
     def _index_of(self, source_time: datetime) -> int:
         return int((slot_start(source_time) - self.trace.first) / SLOT)
@@ -272,19 +269,4 @@ class TraceSource(CarbonSource):
     def _extension(self, index: int, steps: int) -> tuple[SeriesForecast, bool]:
         """Forecast `steps` slots after slot `index` from actuals up to it; (forecast, fitted)."""
         history = self.trace.actuals[max(0, index + 1 - HISTORY_SLOTS) : index + 1]
-        horizon = max(2 * FIT_BLOCK, math.ceil(steps / FIT_BLOCK) * FIT_BLOCK)
-        fitted = self._forecaster.get((index, len(history), horizon), history, horizon=horizon,
-                                      wait=self._forecast_wait)
-        if fitted is not None:
-            return fitted, True
-        key = (index, horizon)
-        placeholder = self._placeholders.get(key)
-        if placeholder is None:
-            naive = forecast_series(history, horizon=horizon, model="seasonal-naive")
-            note = "model fit still running"
-            placeholder = replace(naive, message="; ".join(filter(None, [naive.message, note])))
-            with self._lock:
-                if len(self._placeholders) > 64:
-                    self._placeholders.clear()
-                self._placeholders[key] = placeholder
-        return placeholder, False
+        return self._extender.extend((index, len(history)), history, steps)
