@@ -182,7 +182,7 @@ class Session:
             diagnostics, policy_name = result.diagnostics, spec.policy
         self.evaluations += 1
 
-        throttle = self._throttle(carbon)
+        throttle = self._throttle(carbon, diagnostics=diagnostics)
         if self.manual is not None and self.manual.throttle is not None:
             throttle = Throttle(throttle=self.manual.throttle, credits_ratio=throttle.credits_ratio,
                                 intensity_ratio=throttle.intensity_ratio)
@@ -213,14 +213,26 @@ class Session:
             return PolicyResult(shares=shares_for_allowance(enabled, allowance=allowance),
                                 diagnostics={"policyError": repr(error), "fallback": "target mix"})
 
-    def _throttle(self, carbon: CarbonSnapshot) -> Throttle:
+    def _throttle(self, carbon: CarbonSnapshot, *, diagnostics: dict) -> Throttle:
+        """Compute the throttle; a plan's intensity threshold may raise the floor.
+
+        A policy that plans the window (forecast-optimal) reports
+        `planIntensityThreshold`, the intensity above which it downgrades.
+        Below that intensity the plan keeps full precision, so holding back
+        processing there would cost latency in a slot the plan deems clean.
+        """
         spec = self.config.scheduler
         available = carbon.available
+        floor = spec.throttle_intensity_floor
+        threshold = diagnostics.get("planIntensityThreshold")
+        if isinstance(threshold, int | float) and threshold > floor:
+            floor = min(float(threshold), spec.throttle_intensity_ceiling)
+            diagnostics["throttleIntensityFloor"] = round(floor, 3)
         return compute_throttle(
             balance=self.ledger.balance, credit_min=spec.credit_min, credit_max=spec.credit_max,
             intensity_now=carbon.current if available else None,
             intensity_next=carbon.next if available else None,
-            floor=spec.throttle_intensity_floor, ceiling=spec.throttle_intensity_ceiling,
+            floor=floor, ceiling=spec.throttle_intensity_ceiling,
             throttle_min=spec.throttle_min)
 
     def _valid_until(self, carbon: CarbonSnapshot, *, wall_now: datetime,

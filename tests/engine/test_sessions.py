@@ -202,3 +202,24 @@ def test_reconfigure_changes_policy_immediately(configured):
     decision = put(configured, body)
     assert decision["policy"] == "p100"
     assert decision["flavourWeights"] == {"high": 100, "mid": 0, "low": 0}
+
+
+def test_plan_threshold_raises_throttle_floor(client, source):
+    from engine.app import create_app
+    from engine.config import EngineConfig
+    from engine.policies.base import Policy, PolicyResult
+    from tests.engine.fakes import Clock, fake_factory
+
+    class PlanningPolicy(Policy):
+        name = "credit-greedy"
+
+        def decide(self, ctx):
+            return PolicyResult(shares={"high": 1.0}, diagnostics={"planIntensityThreshold": 230.0})
+
+    source.intensities = [220.0] * 96
+    app = create_app(EngineConfig(source_factory=fake_factory(source), clock=Clock(), demand_forecast=False,
+                                  policy_factory=lambda name: PlanningPolicy()))
+    decision = put(app.test_client())
+    # 220 is below the plan's threshold 230, so nothing is held back.
+    assert decision["processing"]["throttle"] == 1.0
+    assert decision["diagnostics"]["throttleIntensityFloor"] == 230.0
