@@ -174,9 +174,10 @@ def parse_flavour_urls(text: str) -> dict[str, str]:
     urls = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, url = item.partition("=")
-        if not sep or not url.startswith(("http://", "https://")):
+        url = url.strip()
+        if not sep or not name.strip() or not url.startswith(("http://", "https://")):
             raise ConfigError(f"FLAVOUR_URLS entry {item!r} is invalid: write name=http://host:port")
-        urls[name.strip()] = url.strip().rstrip("/")
+        urls[name.strip()] = url.rstrip("/")
     return urls
 
 
