@@ -232,6 +232,22 @@ def plan_intensity_threshold(plan: WindowPlan, hull: tuple[Flavour, ...]) -> flo
     return plan.marginal_price / first_step_slope
 
 
+def plan_throttle_thresholds(diagnostics: dict, *, floor: float, ceiling: float) -> tuple[float, float]:
+    """Return the throttle's intensity floor and ceiling (gCO2/kWh) made consistent with a plan.
+
+    `diagnostics` are this policy's. In a slot the plan keeps fully precise
+    the floor becomes infinite, so the throttle stays at 1.0. Otherwise the
+    floor rises to the plan's intensity threshold, and the ceiling keeps the
+    band's width above it. Diagnostics of other policies leave both unchanged.
+    """
+    if diagnostics.get("planCleanSlot") is True:
+        return math.inf, math.inf
+    threshold = diagnostics.get("planIntensityThreshold")
+    if threshold is None or threshold <= floor:
+        return floor, ceiling
+    return float(threshold), max(ceiling, float(threshold) + (ceiling - floor))
+
+
 def _rounded_or_none(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 

@@ -11,7 +11,8 @@ import pytest
 from engine.model import SLOT, CarbonSlot, CarbonSnapshot, Flavour, LedgerView, PolicyContext
 from engine.planner import plan_window
 from engine.policies import POLICIES, integer_weights
-from engine.policies.forecast_optimal import ForecastOptimal, round_down_downgrade
+from engine.policies.forecast_optimal import ForecastOptimal, plan_throttle_thresholds, round_down_downgrade
+from engine.throttle import compute_throttle
 
 FLAVOURS = (Flavour("high", 1.0, 1.0), Flavour("mid", 0.5, 0.6), Flavour("low", 0.3, 0.3))
 DAY = datetime(2023, 3, 21, tzinfo=UTC)
@@ -200,3 +201,35 @@ def test_round_down_never_lowers_precision():
         assert low - rounded["low"] < 0.01 + 1e-12
         assert weights == {name: round(value * 100) for name, value in rounded.items()}
         assert math.isclose(sum(rounded.values()), 1.0)
+
+
+def throttle_for(diagnostics: dict, *, now: float, after: float) -> float:
+    floor, ceiling = plan_throttle_thresholds(diagnostics, floor=100.0, ceiling=250.0)
+    return compute_throttle(balance=0.0, credit_min=-0.5, credit_max=0.5, intensity_now=now,
+                            intensity_next=after, floor=floor, ceiling=ceiling, throttle_min=0.2).throttle
+
+
+def test_throttle_stays_open_in_plan_clean_slot():
+    intensities = [200.0] + [240.0] * 47
+    result = ForecastOptimal().decide(context(DAY, intensities, demand=[10.0] * 48))
+
+    assert result.diagnostics["planCleanSlot"] is True
+    assert throttle_for(result.diagnostics, now=200.0, after=240.0) == 1.0
+    # Without the plan's thresholds the same intensities would hold processing back.
+    assert throttle_for({}, now=200.0, after=240.0) < 1.0
+
+
+def test_throttle_follows_plan_threshold_in_dirty_slot():
+    intensities = [40.0 + 5 * slot for slot in range(48)]
+    intensities[0] = 250.0
+    result = ForecastOptimal().decide(context(DAY, intensities, demand=[10.0] * 48))
+    floor, ceiling = plan_throttle_thresholds(result.diagnostics, floor=100.0, ceiling=250.0)
+
+    assert result.diagnostics["planCleanSlot"] is False
+    assert floor == result.diagnostics["planIntensityThreshold"]
+    assert ceiling - floor == 150.0
+    assert throttle_for(result.diagnostics, now=250.0, after=250.0) < 1.0
+
+
+def test_throttle_thresholds_ignore_other_diagnostics():
+    assert plan_throttle_thresholds({"budgetAllowance": 0.2}, floor=100.0, ceiling=250.0) == (100.0, 250.0)
