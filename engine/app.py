@@ -1,7 +1,7 @@
 """The engine's HTTP API: a Flask app factory around the session store.
 
 Handlers only parse JSON, call the store or a session, and serialise the
-answer; every decision is made in `engine.session` and `engine.policies`.
+response. Every decision is made in `engine.session` and `engine.policies`.
 Errors are JSON objects `{"error", "status", "details"?}` with a meaningful
 status code (400 invalid input, 404 unknown schedule or path, 405 wrong
 method, 415 body not JSON); no traceback reaches a client.
@@ -39,7 +39,7 @@ RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 class ApiError(Exception):
-    """An error answer: HTTP status, message and optional per-field details."""
+    """An error response: HTTP status, message and optional per-field details."""
 
     def __init__(self, status: int, message: str, details: list[FieldError] | None = None):
         super().__init__(message)

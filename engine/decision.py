@@ -2,9 +2,9 @@
 
 A `Decision` is computed by a session at evaluation time and cached until its
 `valid_until`. `render_decision` turns it into the JSON of the API contract,
-adding the ledger figures as they are at answer time, so a caller that
-stores `state` always stores the newest balance even while the weights are
-still cached.
+adding the ledger figures as they are at response time. A caller that
+stores `state` therefore stores the newest balance even while the weights
+are still cached.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def average_precision(flavours: tuple[Flavour, ...], weights: dict[str, int]) ->
 
 
 # The last slot tuple rendered and its JSON. Sessions on one source share slot tuples, so this
-# saves formatting the same 48 slots once per session; the strong reference rules out a
+# saves formatting the same 48 slots once per session. The strong reference rules out a
 # recycled id() matching a new tuple.
 _last_slots: tuple[tuple, list] | None = None
 

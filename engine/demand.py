@@ -1,7 +1,7 @@
 """Demand history and forecast of one schedule, from the request counts sent as feedback.
 
 Feedback counts are summed into half-hour slots of source time. The demand a
-policy sees for the coming slots is a seasonal forecast of that history from
+policy reads for the coming slots is a seasonal forecast of that history from
 `engine.forecast` once at least two days of slots exist. Before that, or while
 the fit runs on its worker thread, it is flat: the last complete slot's count
 repeated. With no feedback at all the demand is unknown (an empty tuple).

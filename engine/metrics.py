@@ -9,9 +9,9 @@ schedule's old label sets are removed when its flavours or components change.
 
 Each app owns a `CollectorRegistry`, so several apps (tests) can live in one
 process. With `PROMETHEUS_MULTIPROC_DIR` set, gauges are written to files and
-`/metrics` merges them with `MultiProcessCollector`; the engine still runs one
-worker because sessions live in memory, so multiprocess mode only matters when
-an operator raises the worker count for a stateless deployment.
+`/metrics` merges them with `MultiProcessCollector`. The engine still runs one worker
+because sessions live in memory, so multiprocess mode only matters when an
+operator raises the worker count.
 """
 
 from __future__ import annotations
@@ -108,6 +108,8 @@ class EngineMetrics:
 
     @staticmethod
     def _replace(metric, schedule: str, known: set, current: set) -> None:
+        # NOTE: in multiprocess mode remove() only drops this process's in-memory child; the value
+        # already written to PROMETHEUS_MULTIPROC_DIR stays visible until the worker exits.
         for label in known - current:
             try:
                 metric.remove(schedule, label)

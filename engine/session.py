@@ -2,13 +2,13 @@
 
 A session evaluates its policy lazily: `decision(now)` returns the cached
 decision until its `validUntil`, then evaluates again. A decision is valid for
-`validFor` at most and never past the end of the current carbon slot (mapped
-to wall-clock time, which matters when a trace is replayed faster than real
-time), so a new slot always brings a fresh decision.
+`validFor` at most and never past the end of the current carbon slot, so a
+new slot always brings a fresh decision. The slot end is mapped to wall-clock
+time, which matters when a trace is replayed faster than real time.
 
 Safe decision without carbon data: when the carbon source has no usable data
 (or its last good data is older than the source's staleness limit), the
-snapshot says `available=False` and every policy decides carbon-blind. For the
+snapshot has `available=False` and every policy decides carbon-blind. For the
 credit-based policies that is the static mix that meets `targetError`
 exactly, corrected by the credit balance; the throttle is 1.0 so no capacity
 is withheld on a guess.

@@ -2,8 +2,8 @@
 
 Sessions are keyed `namespace/name`. Carbon sources are built once per
 (carbonTarget, carbonTimeout, carbonCacheTTL) and shared by every session that
-uses the same values, so a thousand schedules on the bundled trace read one
-trace and a live API is polled once per cache period, not once per schedule.
+uses the same values. A thousand schedules on the bundled trace thus read one
+trace, and a live API is polled once per cache period, not once per schedule.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class UnavailableSource:
 class MemoSource:
     """Wrap a carbon source and reuse its last snapshot for up to `memo` of wall-clock time.
 
-    Grid data changes per half-hour slot, yet every session asks its source on
-    each evaluation; a thousand schedules re-evaluating together would build a
+    Grid data changes per half-hour slot, yet every session requests a snapshot
+    on each evaluation. A thousand schedules evaluating together would build a
     thousand identical snapshots. A snapshot is reused only while the wall
     clock is within `memo` after it was taken, the horizon is the same and
     source-now still lies in the snapshot's first slot.

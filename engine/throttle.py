@@ -1,6 +1,6 @@
 """Processing throttle and replica ceilings.
 
-The throttle (0..1) says how much processing capacity a schedule may use in
+The throttle (0..1) is the share of processing capacity a schedule may use in
 the current slot. It is the smaller of two ratios:
 
 - `creditsRatio`: the credit balance normalised to [0, 1] over

@@ -3,7 +3,7 @@
 Input arrives from the sync hook (the TrafficSchedule spec, where numbers may be
 strings such as "0.15") and from operators. Every check collects its problems as
 `FieldError(field, message)` instead of stopping at the first one, so a 400
-answer names each bad field at once. The result is a frozen `ScheduleConfig`
+response names each bad field at once. The result is a frozen `ScheduleConfig`
 with engine units: precision as a 0.0-1.0 fraction, durations as timedelta.
 """
 

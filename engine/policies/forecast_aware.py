@@ -2,8 +2,8 @@
 
 trend = (mean intensity of the next `trendSlots` slots - current) / current.
 When the trend is beyond the dead band (`deadBand`, 5 % by default), the
-allowance is multiplied by `1 - trendGain * trend`, kept within [0.5, 1.5]:
-a rising forecast moves weight to the most precise flavour now (quality is
+allowance is multiplied by `1 - trendGain * trend`, kept within [0.5, 1.5].
+So a rising forecast moves weight to the most precise flavour now (quality is
 spent while the grid is cleaner), a falling forecast moves weight away from it
 (quality is saved for the cleaner slots ahead). Smaller trends change nothing.
 Without carbon data it decides exactly as credit-greedy does.

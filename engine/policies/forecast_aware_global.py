@@ -1,7 +1,7 @@
 """The `forecast-aware-global` policy: the credit-greedy allowance under six combined pressures.
 
 The budget allowance (the mix that meets `targetError` exactly) is multiplied
-by these factors, each close to 1 when it has nothing to say:
+by these factors, each 1 when its input is neutral or missing:
 
 - trend: the next slot against the current one, as in `forecast-aware`
   (rising lowers the allowance, a dead band ignores small changes);

@@ -90,17 +90,17 @@ def test_random_is_reproducible_with_seeded_rng():
     assert len(set(first.values())) > 1
 
 
-def test_credit_greedy_dirtier_gives_less_to_most_precise():
+def test_credit_greedy_dirtier_downgrades_more():
     shares = [weights_for("credit-greedy", context((value, value)))["high"] for value in (80, 150, 200, 260)]
     assert shares[0] > shares[1] > shares[2] > shares[3]
 
 
-def test_credit_greedy_more_credit_gives_less_to_most_precise():
+def test_credit_greedy_more_credit_downgrades_more():
     shares = [weights_for("credit-greedy", context(balance=value))["high"] for value in (-0.4, 0.0, 0.4)]
     assert shares[0] > shares[1] > shares[2]
 
 
-def test_credit_greedy_at_credit_min_sends_all_to_most_precise():
+def test_credit_greedy_at_credit_min_is_p100():
     assert weights_for("credit-greedy", context((300.0,), balance=-0.5))["high"] == 100
 
 
@@ -112,7 +112,7 @@ def test_credit_greedy_allowance_capped_below_100():
     assert weights["high"] >= 10
 
 
-def test_credit_greedy_prefers_flavour_saving_more_energy_per_error():
+def test_credit_greedy_prefers_efficient_flavour():
     flavours = (Flavour("high", 1.0, 1.0), Flavour("efficient", 0.8, 0.4), Flavour("wasteful", 0.5, 0.9))
     weights = weights_for("credit-greedy", context((250.0,), balance=0.3, flavours=flavours))
     assert weights["efficient"] > weights["wasteful"]
@@ -127,7 +127,7 @@ def test_budget_allowance_meets_target_error():
     assert 1 - ((1 - allowance) + allowance * mix_precision) == pytest.approx(0.1)
 
 
-def test_forecast_aware_rising_forecast_gives_more_to_most_precise():
+def test_forecast_aware_rising_keeps_precision():
     rising = weights_for("forecast-aware", context((150.0, 200.0, 220.0)))["high"]
     flat = weights_for("forecast-aware", context((150.0, 150.0, 150.0)))["high"]
     falling = weights_for("forecast-aware", context((150.0, 100.0, 90.0)))["high"]

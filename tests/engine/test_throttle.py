@@ -8,7 +8,7 @@ from engine.validation import ComponentBounds
 BAND = {"credit_min": -0.5, "credit_max": 0.5, "floor": 100.0, "ceiling": 250.0, "throttle_min": 0.2}
 
 
-def test_throttle_is_one_at_or_below_floor_even_without_credit():
+def test_throttle_full_at_floor_without_credit():
     result = compute_throttle(balance=-0.5, intensity_now=100.0, intensity_next=80.0, **BAND)
     assert result.throttle == 1.0
     assert result.credits_ratio == 0.0
