@@ -1,0 +1,100 @@
+"""The Flask shell: status codes, byte-identical bodies and metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hooks.app import create_app
+from hooks.sync import sync
+from tests.hooks.conftest import NOW, load_request
+from tests.hooks.fakes import FakeEngine, unreachable_engine
+
+
+def client_for(config, engine=None):
+    return create_app(config, engine=engine or FakeEngine(), clock=lambda: NOW).test_client()
+
+
+def test_sync_route_returns_sorted_json_of_sync(config):
+    request = load_request("sync-steady-state.json")
+    response = client_for(config).post("/sync", json=request)
+    assert response.status_code == 200
+    expected = sync(request, engine=FakeEngine(), config=config, now=NOW)
+    assert response.get_data(as_text=True) == json.dumps(expected, sort_keys=True, separators=(",", ":"))
+
+
+def test_sync_route_is_byte_identical_across_calls(config):
+    client = client_for(config)
+    body = json.dumps(load_request("sync-steady-state.json"))
+    first = client.post("/sync", data=body, content_type="application/json").get_data()
+    second = client.post("/sync", data=body, content_type="application/json").get_data()
+    assert first == second
+
+
+@pytest.mark.parametrize("route", ["/sync", "/customize"])
+def test_malformed_json_is_400_with_message(config, route):
+    response = client_for(config).post(route, data=b'{"parent": {', content_type="application/json")
+    assert response.status_code == 400
+    payload = response.get_json()
+    assert payload["error"].startswith("request body is not valid JSON")
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([1, 2], "must be a JSON object"),
+        ({"children": {}}, "no 'parent' object"),
+        ({"parent": {"metadata": {"name": "checkout"}}}, "parent.metadata.namespace is missing"),
+        ({"parent": {"metadata": {"name": "c", "namespace": "shop"}}, "children": []}, "'children' must map"),
+    ],
+    ids=["list", "no parent", "no namespace", "children list"],
+)
+def test_request_not_shaped_like_metacontroller_is_400(config, body, message):
+    response = client_for(config).post("/sync", json=body)
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_cannot_sync_is_503_with_retry_after(config):
+    request = load_request("sync-steady-state.json")
+    del request["parent"]["status"]
+    response = client_for(config, unreachable_engine()).post("/sync", json=request)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "15"
+    assert "no parent.status" in response.get_json()["error"]
+
+
+def test_engine_bug_is_500_without_traceback(config):
+    response = client_for(config, FakeEngine(error=KeyError("flavourWeights"))).post(
+        "/sync", json=load_request("sync-steady-state.json")
+    )
+    assert response.status_code == 500
+    text = response.get_data(as_text=True)
+    assert "internal error" in text
+    assert "Traceback" not in text
+    assert "KeyError" not in text
+
+
+def test_customize_route(config):
+    response = client_for(config).post("/customize", json=load_request("customize-three-flavours.json"))
+    assert response.status_code == 200
+    assert len(response.get_json()["relatedResources"]) == 3
+
+
+def test_metrics_count_syncs_outcomes_and_engine_failures(config):
+    client = client_for(config, unreachable_engine())
+    client.post("/sync", json=load_request("sync-steady-state.json"))
+    client.post("/sync", data=b"nope", content_type="application/json")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "hooks_sync_duration_seconds_count 2.0" in text
+    assert 'hooks_sync_outcomes_total{outcome="not-ready-EngineUnavailable"} 1.0' in text
+    assert 'hooks_sync_outcomes_total{outcome="bad-request"} 1.0' in text
+    assert 'hooks_engine_call_failures_total{reason="EngineUnavailable"} 1.0' in text
+
+
+def test_healthz(config):
+    response = client_for(config).get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
