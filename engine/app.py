@@ -98,9 +98,25 @@ def validate_counts(body, *, flavours) -> dict[str, float]:
     return counts
 
 
+def configure_logging(level: str) -> None:
+    """Send `engine` logs to stderr at `level` unless the host process already set up logging.
+
+    gunicorn configures only its own loggers, so without this the INFO line per
+    decision change would be dropped when the app runs as `engine.app:create_app()`.
+    """
+    engine_logger = logging.getLogger("engine")
+    engine_logger.setLevel(level)
+    if logging.getLogger().handlers or engine_logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    engine_logger.addHandler(handler)
+
+
 def create_app(config: EngineConfig | dict | None = None) -> Flask:
     """Build the engine app; `config=None` reads the environment through `EngineConfig.from_env`."""
     engine_config = EngineConfig.coerce(config)
+    configure_logging(engine_config.log_level)
     app = Flask(__name__)
     metrics = EngineMetrics()
     store = SessionStore(engine_config, metrics=metrics)

@@ -7,6 +7,7 @@ reads the environment, so handlers and sessions never do:
 |---|---|---|
 | `ENGINE_DEFAULT_SCHEDULE` | `namespace/name` served by `GET /schedule` | none (404) |
 | `ENGINE_MANUAL_TTL_MAX` | longest manual override, seconds | 86400 |
+| `ENGINE_LOG_LEVEL` | level of the `engine` loggers (DEBUG, INFO, WARNING) | INFO |
 | `ENGINE_DEMAND_FORECAST` | `0` turns the statsmodels demand forecast off | `1` |
 | `CARBON_*` | carbon source settings (trace, start, speed-up, staleness); docs/carbon.md | bundled trace |
 """
@@ -46,6 +47,7 @@ class EngineConfig:
     policy_factory: Callable | None = None
     clock: Callable[[], datetime] = utc_now
     demand_forecast: bool = True
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineConfig:
@@ -60,8 +62,11 @@ class EngineConfig:
         except ValueError as error:
             raise ValueError(f"ENGINE_MANUAL_TTL_MAX must be seconds, got {ttl_raw!r}") from error
         carbon = carbon_settings_from_env(env)
+        level = env.get("ENGINE_LOG_LEVEL", "INFO").strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"ENGINE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
         return cls(default_schedule=default, manual_ttl_max=ttl_max, carbon_settings=carbon,
-                   demand_forecast=env.get("ENGINE_DEMAND_FORECAST", "1") != "0")
+                   demand_forecast=env.get("ENGINE_DEMAND_FORECAST", "1") != "0", log_level=level)
 
     @classmethod
     def coerce(cls, config: EngineConfig | dict | None) -> EngineConfig:

@@ -91,33 +91,45 @@ class Session:
                 self.metrics.forget_flavours(self.key)
 
     def restore(self, state: dict, *, wall_now: datetime) -> bool:
-        """Restore ledger and manual override from a stored `state` unless memory is newer.
+        """Restore the ledger from a stored `state` unless the in-memory ledger is newer.
 
-        Returns True when the stored state was applied. Raises ValueError on a
-        malformed state before changing anything.
+        A running manual override and the last decision's weights (for change
+        logging) are restored only into a session that has not evaluated yet,
+        which is the restart case: a live session knows its own override, and
+        an override it cleared must not come back from an older status.
+        Returns True when anything changed. Raises ValueError on a malformed
+        state before changing anything.
         """
         with self.lock:
             ledger_state = state.get("ledger") or {}
             if not isinstance(ledger_state, dict):
                 raise ValueError("state.ledger must be a JSON object")
             stored_at = parse_time(ledger_state["updatedAt"]) if ledger_state.get("updatedAt") else None
-            manual = manual_from_state(state, wall_now=wall_now)
+            fresh = self.evaluations == 0
+            manual = manual_from_state(state, wall_now=wall_now) if fresh else None
             if manual is not None and not manual_fits(manual, self.config):
                 log.info("stored manual decision ignored schedule=%s reason=flavours changed", self.key)
                 manual = None
+            if fresh and self.previous_key is None:
+                self.previous_key = decision_key_from_state(state)
+
             in_memory_newer = self.ledger.updated_at is not None and (
                 stored_at is None or stored_at <= self.ledger.updated_at)
             if in_memory_newer:
-                log.info("stored state ignored schedule=%s reason=in-memory ledger is newer", self.key)
+                log.debug("stored state ignored schedule=%s reason=in-memory ledger is newer", self.key)
                 return False
+            before = self.ledger.to_state()
             if ledger_state:
                 self.ledger.from_state(ledger_state)
             if manual is not None and self.manual is None:
                 self.manual = manual
-            self.current = None
-            log.info("state restored schedule=%s balance=%.4f updatedAt=%s", self.key,
-                     self.ledger.balance, ledger_state.get("updatedAt"))
-            return True
+            changed = self.ledger.to_state() != before or self.manual is manual is not None
+            if changed:
+                self.current = None
+                log.info("state restored schedule=%s balance=%.4f updatedAt=%s manualUntil=%s", self.key,
+                         self.ledger.balance, ledger_state.get("updatedAt"),
+                         manual.until.isoformat() if manual else None)
+            return changed
 
     # Requests
 
@@ -297,8 +309,15 @@ class Session:
 
 
 def manual_from_state(state: dict, *, wall_now: datetime) -> ManualOverride | None:
-    """Read a still-running manual override from stored state; expired ones are dropped."""
+    """Read a still-running manual override from stored state; expired ones are dropped.
+
+    The override is `state.manual`, or `state.lastDecision.state.manual` when the
+    caller stored the whole last decision instead.
+    """
     manual = state.get("manual")
+    last_decision = state.get("lastDecision")
+    if manual is None and isinstance(last_decision, dict):
+        manual = (last_decision.get("state") or {}).get("manual")
     if not isinstance(manual, dict) or not manual.get("until"):
         return None
     until = parse_time(str(manual["until"]))
@@ -308,6 +327,20 @@ def manual_from_state(state: dict, *, wall_now: datetime) -> ManualOverride | No
     throttle = manual.get("throttle")
     return ManualOverride(weights={str(k): int(v) for k, v in weights.items()}, until=until,
                           throttle=None if throttle is None else float(throttle))
+
+
+def decision_key_from_state(state: dict) -> tuple | None:
+    """Return the change key of a stored last decision, or None when it is missing or malformed."""
+    last = state.get("lastDecision")
+    if not isinstance(last, dict):
+        return None
+    try:
+        weights = {str(name): int(weight) for name, weight in (last.get("flavourWeights") or {}).items()}
+        ceilings = {str(name): int(value)
+                    for name, value in ((last.get("processing") or {}).get("ceilings") or {}).items()}
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return (last.get("policy"), tuple(sorted(weights.items())), tuple(sorted(ceilings.items())))
 
 
 def manual_fits(manual: ManualOverride, config: ScheduleConfig) -> bool:

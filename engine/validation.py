@@ -115,7 +115,8 @@ def parse_integer(value, *, field_name: str, errors: list[FieldError]) -> int | 
     return int(number)
 
 
-def parse_duration(value, *, field_name: str, errors: list[FieldError]) -> timedelta | None:
+def parse_duration(value, *, field_name: str, errors: list[FieldError],
+                   allow_zero: bool = False) -> timedelta | None:
     """Read seconds as a number, a numeric string, or a string with a unit: "300", "5m", "24h"."""
     if isinstance(value, str):
         match = DURATION_TEXT.match(value)
@@ -128,8 +129,9 @@ def parse_duration(value, *, field_name: str, errors: list[FieldError]) -> timed
         seconds = parse_number(value, field_name=field_name, errors=errors)
         if seconds is None:
             return None
-    if seconds <= 0:
-        errors.append(FieldError(field_name, f"must be positive, got {value!r}"))
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        expected = "zero or positive" if allow_zero else "positive"
+        errors.append(FieldError(field_name, f"must be {expected}, got {value!r}"))
         return None
     return timedelta(seconds=seconds)
 
@@ -175,7 +177,7 @@ SCHEDULER_FIELDS = {
     "discoveryInterval": ("discovery_interval", "duration"),
     "carbonTarget": ("carbon_target", "text"),
     "carbonTimeout": ("carbon_timeout", "duration"),
-    "carbonCacheTTL": ("carbon_cache_ttl", "duration"),
+        "carbonCacheTTL": ("carbon_cache_ttl", "duration-or-zero"),
     "throttleMin": ("throttle_min", "number"),
     "throttleIntensityFloor": ("throttle_intensity_floor", "number"),
     "throttleIntensityCeiling": ("throttle_intensity_ceiling", "number"),
@@ -200,8 +202,9 @@ def validate_scheduler(raw, *, policies: list[str], errors: list[FieldError]) ->
             continue
         if kind == "number":
             values[attribute] = parse_number(value, field_name=path, errors=errors)
-        elif kind == "duration":
-            values[attribute] = parse_duration(value, field_name=path, errors=errors)
+        elif kind.startswith("duration"):
+            values[attribute] = parse_duration(value, field_name=path, errors=errors,
+                                               allow_zero=kind == "duration-or-zero")
         elif kind == "object":
             values[attribute] = require_object(value, field_name=path, errors=errors)
         elif isinstance(value, str):

@@ -183,3 +183,10 @@ def test_health_and_readiness(client):
     ready = client.get("/readyz").get_json()
     assert ready["status"] == "ok"
     assert "credit-greedy" in ready["policies"]
+
+
+def test_zero_cache_ttl_accepted_zero_timeout_rejected(client):
+    assert client.put("/config/default/ttl", json=config_with(carbonCacheTTL="0")).status_code == 200
+    response = client.put("/config/default/ttl", json=config_with(carbonTimeout=0))
+    assert response.status_code == 400
+    assert fields(response) == {"scheduler.carbonTimeout"}

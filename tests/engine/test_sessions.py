@@ -223,3 +223,50 @@ def test_plan_threshold_raises_throttle_floor(client, source):
     # 220 is below the plan's threshold 230, so nothing is held back.
     assert decision["processing"]["throttle"] == 1.0
     assert decision["diagnostics"]["throttleIntensityFloor"] == 230.0
+
+
+def test_manual_restored_from_last_decision(client):
+    body = copy.deepcopy(CONFIG)
+    body["state"] = {"ledger": {"balance": 0.0},
+                     "lastDecision": {"policy": "manual", "flavourWeights": {"high": 80, "low": 20},
+                                      "state": {"manual": {"flavourWeights": {"high": 80, "low": 20},
+                                                           "until": "2026-12-04T20:10:00Z"}}}}
+    decision = put(client, body)
+    assert decision["policy"] == "manual"
+    assert decision["manualUntil"] == "2026-12-04T20:10:00Z"
+
+
+def test_cleared_manual_not_restored_from_old_status(configured):
+    manual = configured.post("/schedule/default/carbonstat/manual",
+                             json={"flavourWeights": {"high": 100}, "ttlSeconds": 600}).get_json()
+    stored = manual["state"]
+    configured.delete("/schedule/default/carbonstat/manual")
+    body = copy.deepcopy(CONFIG)
+    body["state"] = stored
+    assert put(configured, body)["policy"] == "credit-greedy"
+
+
+def test_repeated_sync_with_same_state_logs_once(client, caplog):
+    caplog.set_level(logging.INFO, logger="engine.session")
+    body = copy.deepcopy(CONFIG)
+    body["state"] = {"ledger": {"balance": 0.2, "updatedAt": "2026-12-04T19:59:00Z"}}
+    for _ in range(3):
+        put(client, body)
+    restored = [record for record in caplog.records if "state restored" in record.getMessage()]
+    assert len(restored) == 1
+
+
+def test_restart_with_same_last_decision_logs_no_change(client, caplog):
+    first = put(client)
+    from engine.app import create_app
+    from engine.config import EngineConfig
+    from tests.engine.fakes import Clock, FakeSource, fake_factory
+
+    restarted = create_app(EngineConfig(source_factory=fake_factory(FakeSource([200.0] * 96)), clock=Clock(),
+                                        demand_forecast=False)).test_client()
+    caplog.set_level(logging.INFO, logger="engine.session")
+    caplog.clear()
+    body = copy.deepcopy(CONFIG)
+    body["state"] = {"ledger": first["state"]["ledger"], "lastDecision": first}
+    put(restarted, body)
+    assert not [record for record in caplog.records if "decision changed" in record.getMessage()]
