@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.carbon.trace import DEFAULT_ACTUAL, DEFAULT_FORECAST, load_trace
+from engine.carbon.trace import DEFAULT_ACTUAL, DEFAULT_FORECAST, OperatorForecast, Trace, load_trace
 from engine.evaluate import policy_names, run_evaluation
 from engine.evaluation.replay import TraceKnowledge
 from engine.evaluation.simulate import Scenario
-from engine.model import Flavour
+from engine.model import SLOT, Flavour
 
 FLAVOURS = (Flavour("high", 1.0, 1.0), Flavour("mid", 0.5, 0.6), Flavour("low", 0.3, 0.3))
 
@@ -54,3 +54,20 @@ def test_forecast_optimal_beats_every_policy_keeping_target(rows):
         if name in ("forecast-optimal", "optimum") or row.windows_below_target > 0:
             continue
         assert row.reduction_percent < best, name
+
+
+def test_exact_forecasts_on_gb_actuals_stay_within_budget():
+    # Forecast snapshots equal to the actuals, one issued at every slot start.
+    measured = load_trace(DEFAULT_ACTUAL, None)
+    starts = [measured.first + SLOT * slot for slot in range(len(measured.actuals))]
+    snapshots = tuple(
+        OperatorForecast(start, dict(zip(starts[index:], measured.actuals[index:], strict=True)))
+        for index, start in enumerate(starts))
+    trace = Trace(name="gb-exact", first=measured.first, actuals=measured.actuals, forecasts=snapshots)
+    evaluation = run_evaluation(trace=trace, scenario=Scenario(flavours=FLAVOURS, target_error=0.15),
+                                policies=["forecast-optimal"], knowledge=TraceKnowledge(trace))
+    row = {row.name: row for row in evaluation.rows}["forecast-optimal"]
+
+    assert row.windows_below_target == 0
+    assert row.worst_window_precision >= 0.85 - 1e-9
+    assert row.optimum_share_percent >= 98.0
