@@ -82,7 +82,9 @@ def _operator_values(trace: Trace, values: dict, *, origin: int, horizon: int) -
     return [values.get(start + SLOT * lead) for lead in range(horizon)]
 
 
-def _score_origin(trace: Trace, scores: dict[str, Score], predictions: dict[str, list], *, origin: int) -> None:
+def _score_origin(
+    trace: Trace, scores: dict[str, Score], predictions: dict[str, list], *, origin: int
+) -> None:
     for lead_index in range(len(predictions[OPERATOR])):
         slot = origin + lead_index
         band = _band_of(SLOT * lead_index)

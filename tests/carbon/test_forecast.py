@@ -1,4 +1,4 @@
-"""The statsmodels forecaster: model choice, guards, fallbacks, background cache, accuracy on the real trace."""
+"""The statsmodels forecaster: model choice, guards, fallbacks, background cache, real-trace accuracy."""
 
 from __future__ import annotations
 
