@@ -27,6 +27,9 @@ from devstack.status import fetch_decision, status_line
 
 log = logging.getLogger("devstack")
 
+# Components that read the engine's decision for routing; they start after the first sync.
+BUFFER_COMPONENTS = ("consumer", "router")
+
 
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; the stack must stop."""
@@ -144,18 +147,27 @@ def run(settings: StackSettings) -> int:
 
 
 def start_stack(settings: StackSettings, supervisor: Supervisor) -> Registrar:
-    """Start the components in order, then register the schedule once and start the resync loop."""
-    for spec in stack_specs(settings):
+    """Start the components in order, register the schedule, then start the resync loop.
+
+    The schedule is registered before the consumer and router start, so their
+    first fetch finds a decision and they never route on the fallback mix.
+    """
+    specs = stack_specs(settings)
+    registrar = Registrar(settings)
+    for spec in specs:
+        if spec.name in BUFFER_COMPONENTS and registrar.syncs == 0:
+            register_first(settings, registrar)
         print(f"devstack: starting {spec.name:<16} on {settings.host}:{spec.port}", flush=True)
         supervisor.start(spec)
         supervisor.wait_healthy(spec.name, timeout=settings.start_timeout)
+    registrar.start()
+    return registrar
 
-    registrar = Registrar(settings)
+
+def register_first(settings: StackSettings, registrar: Registrar) -> None:
     registrar.sync_once()
     via = "the hooks' /sync" if settings.register_via == "hooks" else "PUT /config on the engine"
     print(f"devstack: registered {registrar.key} through {via}", flush=True)
-    registrar.start()
-    return registrar
 
 
 def watch(settings: StackSettings, supervisor: Supervisor, registrar: Registrar) -> int:

@@ -1,0 +1,261 @@
+"""End-to-end: the local stack routes real requests by the engine's weights and follows carbon.
+
+The test starts `python -m devstack run` on free ports with a small trace
+(clean slots, then dirty slots) replayed 600 times faster than real time, so
+one half-hour slot lasts 3 s. The schedule gets its own namespace, so its
+queues on the shared broker are unique and are deleted at the end. Through
+the router it sends a batch of requests in a clean slot and one in a dirty
+slot and checks:
+
+- every answer is the correct average for the flavour that served it;
+- the flavour counts fit the engine's weights (chi-square goodness of fit);
+- the dirty slot gets less `high` than the clean one, in the engine's
+  weights and in the observed traffic (two-proportion z-test).
+
+A batch only counts when the engine's weights were the same just before and
+just after it, so a decision that changes mid-batch cannot fail the fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pika
+import pytest
+import requests
+from scipy import stats
+
+from carbonstat.flavours import FLAVOURS, average, flavour_named
+
+pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.timeout(180)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TRACE = Path(__file__).parent / "data" / "clean-then-dirty-actual.csv"
+SPEED_UP = 600  # one half-hour slot every 3 s
+BATCH = 240
+CLIENTS = 8
+SIGNIFICANCE = 1e-3  # chance of failing a fit although the router follows the weights
+CLEAN_BELOW = 100.0
+DIRTY_ABOVE = 200.0
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+class Stack:
+    """A `devstack run` subprocess and the URLs it recorded."""
+
+    def __init__(self, run_dir: Path, namespace: str):
+        self.run_dir = run_dir
+        self.namespace = namespace
+        self.output = (run_dir / "devstack.out").open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "devstack",
+                "run",
+                "--free-ports",
+                "--run-dir",
+                str(run_dir),
+                "--speed-up",
+                str(SPEED_UP),
+                "--trace",
+                str(TRACE),
+                "--namespace",
+                namespace,
+                "--status-interval",
+                "1",
+            ],
+            cwd=REPO_ROOT,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+        )
+        self.state = self.wait_ready(timeout=90)
+        self.urls = self.state["urls"]
+        self.key = self.state["schedule"]
+
+    def wait_ready(self, *, timeout: float) -> dict:
+        state_file = self.run_dir / "devstack.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"devstack exited with {self.process.returncode}:\n{self.tail()}")
+            if state_file.exists():
+                return json.loads(state_file.read_text())
+            time.sleep(0.2)
+        pytest.fail(f"devstack was not ready after {timeout} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        self.output.flush()
+        text = (self.run_dir / "devstack.out").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def decision(self) -> dict:
+        response = requests.get(f"{self.urls['engine']}/schedule/{self.key}", timeout=5)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                # The components die with devstack (parent-death signal), so SIGKILL leaves no orphan.
+                self.process.kill()
+                self.process.wait()
+        self.output.close()
+
+
+def delete_broker_objects(namespace: str, service: str = "carbonstat") -> None:
+    """Delete the queues and exchanges this test's schedule declared on the shared broker."""
+    exchange = f"{namespace}.{service}"
+    queues = [f"{exchange}.queue.precision-{f.precision}" for f in FLAVOURS.values()]
+    queues.append(f"{exchange}.queue.dead-letter")
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    except pika.exceptions.AMQPError:
+        return
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue)
+        for name in (exchange, f"{exchange}.dlx"):
+            channel.exchange_delete(name)
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    running = Stack(tmp_path_factory.mktemp("devstack"), namespace)
+    try:
+        yield running
+    finally:
+        ports = running.state["ports"].values()
+        running.stop()
+        delete_broker_objects(namespace)
+        assert running.process.returncode == 0, running.tail()
+        # Every component is gone: none of the stack's ports still accepts connections.
+        still_open = [port for port in ports if port_open(port)]
+        assert still_open == [], f"ports still open after stop: {still_open}"
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def random_numbers(rng: random.Random) -> list[float | int]:
+    count = rng.randint(1, 40)
+    return [rng.choice([rng.randint(-1000, 1000), round(rng.uniform(-1e3, 1e3), 3)]) for _ in range(count)]
+
+
+def send_checked(session: requests.Session, router: str, numbers: list) -> str:
+    """Send one request and return the flavour that served it, after checking its answer."""
+    response = session.post(f"{router}/avg", json={"numbers": numbers}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    flavour = flavour_named(body["flavour"])
+    assert body["precision"] == flavour.precision
+    expected = average([float(n) for n in numbers], flavour)
+    assert math.isclose(body["avg"], expected, rel_tol=1e-12, abs_tol=1e-9), (numbers, body)
+    return flavour.name
+
+
+def send_batch(router: str, batches: list[list]) -> list[str]:
+    """Send every request from CLIENTS threads, one HTTP session per thread."""
+    local = threading.local()
+
+    def send(numbers: list) -> str:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return send_checked(local.session, router, numbers)
+
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        return list(pool.map(send, batches))
+
+
+def wait_for_intensity(stack: Stack, accept, *, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        decision = stack.decision()
+        if accept(decision["carbon"]["now"]):
+            return decision
+        time.sleep(0.2)
+    pytest.fail(f"the replay did not reach the expected intensity within {timeout} s:\n{stack.tail()}")
+
+
+def measured_batch(stack: Stack, accept, *, seed: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Send one batch while the weights hold still; return (observed counts, engine weights)."""
+    rng = random.Random(seed)
+    for _attempt in range(4):
+        before = wait_for_intensity(stack, accept, timeout=40)
+        # The router refreshes at the decision's validUntil; give it time to pick this one up.
+        time.sleep(0.5)
+        batches = [random_numbers(rng) for _ in range(BATCH)]
+        flavours = send_batch(stack.urls["router"], batches)
+        after = stack.decision()
+        if after["flavourWeights"] == before["flavourWeights"] and accept(after["carbon"]["now"]):
+            counts = {name: flavours.count(name) for name in before["flavourWeights"]}
+            assert sum(counts.values()) == BATCH, f"answers from unknown flavours: {set(flavours)}"
+            return counts, before["flavourWeights"]
+    pytest.fail("the engine's weights changed during every attempt; no batch could be measured")
+
+
+def assert_fits_weights(counts: dict[str, int], weights: dict[str, int], label: str) -> None:
+    names = [name for name in weights if weights[name] > 0]
+    for name in weights:
+        if weights[name] == 0:
+            assert counts[name] == 0, f"{label}: {name} has weight 0 but served {counts[name]} requests"
+    observed = [counts[name] for name in names]
+    expected = [BATCH * weights[name] / 100.0 for name in names]
+    result = stats.chisquare(observed, expected)
+    assert result.pvalue > SIGNIFICANCE, (
+        f"{label}: counts {counts} do not fit weights {weights} (p={result.pvalue:.2g})"
+    )
+
+
+def test_stack_routes_by_weights_and_follows_carbon(stack):
+    clean_counts, clean_weights = measured_batch(stack, lambda intensity: intensity < CLEAN_BELOW, seed=1)
+    dirty_counts, dirty_weights = measured_batch(stack, lambda intensity: intensity > DIRTY_ABOVE, seed=2)
+
+    assert_fits_weights(clean_counts, clean_weights, "clean slot")
+    assert_fits_weights(dirty_counts, dirty_weights, "dirty slot")
+
+    # The engine moves weight away from high when the grid is dirty ...
+    assert dirty_weights["high"] < clean_weights["high"], (clean_weights, dirty_weights)
+    # ... and the traffic follows: fewer requests reach high, beyond chance (one-sided z > 3).
+    clean_share = clean_counts["high"] / BATCH
+    dirty_share = dirty_counts["high"] / BATCH
+    pooled = (clean_counts["high"] + dirty_counts["high"]) / (2 * BATCH)
+    z = (clean_share - dirty_share) / math.sqrt(pooled * (1 - pooled) * 2 / BATCH)
+    print(f"clean: weights {clean_weights} counts {clean_counts}")
+    print(f"dirty: weights {dirty_weights} counts {dirty_counts}")
+    assert z > 3, f"high share clean {clean_share:.2f} vs dirty {dirty_share:.2f} (z={z:.2f})"
+
+
+def test_router_relays_invalid_input_error(stack):
+    response = requests.post(f"{stack.urls['router']}/avg", json={"numbers": []}, timeout=30)
+    assert response.status_code == 400
+    assert "empty" in response.json()["error"]
+
+
+def test_every_component_reports_healthy(stack):
+    for name, url in stack.urls.items():
+        path = "/metrics" if name == "consumer" else "/healthz"
+        assert requests.get(url + path, timeout=5).status_code == 200, name
