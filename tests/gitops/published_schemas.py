@@ -7,7 +7,7 @@ which picks the checker by apiVersion and kind:
 - CRD kinds (TrafficSchedule, CompositeController, AppProject): the CRD's
   openAPIV3Schema with jsonschema, plus the pruning check that the API server
   applies, since a field the schema does not declare would silently vanish;
-- KEDA kinds: cloudcoil's generated models with `extra="forbid"`;
+- KEDA and Istio kinds: cloudcoil's generated models with `extra="forbid"`;
 - Argo CD Application: @kubernetes-models/argo-cd run by Node (see
   `argocd_models/`), because Argo CD's published Application CRD is 400 kB.
 
@@ -176,6 +176,22 @@ def keda_errors(body: dict) -> list[str]:
     return []
 
 
+def istio_errors(body: dict) -> list[str]:
+    """Validate a networking.istio.io object with cloudcoil's generated Istio models, rejecting unknown fields."""
+    from cloudcoil.models.istio.networking import v1 as istio_v1
+
+    if body.get("apiVersion") != "networking.istio.io/v1":
+        return [f"use networking.istio.io/v1 (Istio 1.22 and later), not {body.get('apiVersion')}"]
+    model = getattr(istio_v1, body.get("kind", ""), None)
+    if model is None:
+        return [f"cloudcoil-models-istio has no model for kind {body.get('kind')!r}"]
+    try:
+        model.model_validate(body, strict=True, extra="forbid")
+    except pydantic.ValidationError as exc:
+        return [f"/{'/'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors()]
+    return []
+
+
 def node_model_errors(bodies: list[dict]) -> list[list[str]]:
     """Validate Argo CD objects with the Node models; one error list per object."""
     if not bodies:
@@ -230,6 +246,8 @@ def object_errors(objects: list[ManifestObject]) -> dict[str, list[str]]:
             results[item.label] = openapi_errors(item.body, crd_schemas[key])
         elif key[0].startswith("keda.sh/"):
             results[item.label] = keda_errors(item.body)
+        elif key[0].startswith("networking.istio.io/"):
+            results[item.label] = istio_errors(item.body)
         elif is_builtin(item.body):
             results[item.label] = builtin_errors(item.body)
         else:
