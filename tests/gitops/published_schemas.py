@@ -43,6 +43,8 @@ CRD_FILES = (
     VENDORED_SCHEMAS / "metacontroller-compositecontroller-crd.yaml",
     VENDORED_SCHEMAS / "argocd-appproject-crd.yaml",
 )
+# NOTE: these validators check types and required fields but accept unknown
+# fields, so a misspelt Application field passes; only a cluster catches it.
 NODE_CHECKED_KINDS = {("argoproj.io/v1alpha1", "Application")}
 
 

@@ -55,7 +55,7 @@ def test_every_manifest_object_is_valid(manifest_objects):
     "kind",
     ["Namespace", "Deployment", "Service", "ServiceAccount", "NetworkPolicy", "ConfigMap", "Secret",
      "CustomResourceDefinition", "CompositeController", "TrafficSchedule", "Application", "AppProject",
-     "ClusterRole"],
+     "ClusterRole", "PodDisruptionBudget"],
 )
 def test_manifests_include_kind(manifest_objects, kind):
     assert objects_of_kind(manifest_objects, kind), f"no {kind} in metacontroller/ or argocd/"
