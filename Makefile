@@ -66,3 +66,7 @@ bench-evaluate: venv
 # Engine: CPU time to evaluate 1,000 sessions; figures in docs/benchmarks.md.
 bench-engine: venv
 	$(PY) bench/engine_bench.py --trace
+
+# Forecaster: fit time and MAE against seasonal naive and the operator; docs/benchmarks.md.
+bench-forecast: venv
+	$(PY) bench/forecast_bench.py
