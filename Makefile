@@ -67,6 +67,10 @@ bench-evaluate: venv
 bench-engine: venv
 	$(PY) bench/engine_bench.py --trace
 
+# Hooks: sync hook p50/p99 latency, three flavours, engine in-process; figures in docs/benchmarks.md.
+bench-hooks: venv
+	$(PY) bench/hooks_bench.py
+
 # Forecaster: fit time and MAE against seasonal naive and the operator; docs/benchmarks.md.
 bench-forecast: venv
 	$(PY) bench/forecast_bench.py

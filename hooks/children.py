@@ -13,6 +13,7 @@ every resync.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,26 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     )
 
 
-def render_template(environment: jinja2.Environment, name: str, context: dict) -> dict:
-    text = environment.get_template(f"{name}.yaml.j2").render(**context)
-    return yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 - CSafeLoader/SafeLoader only
+def render_template(templates_dir: Path, name: str, context: dict | str) -> dict:
+    """Render one template with `context` (a dict or its canonical JSON) and return the object.
+
+    Parsing YAML dominates a sync's CPU time, and a steady schedule renders the
+    same context on every resync, so the parsed result is cached by template and
+    canonical context JSON. The returned object is a fresh copy each time.
+    """
+    key = context if isinstance(context, str) else canonical_json(context)
+    return json.loads(_rendered_json(templates_dir, name, key))
+
+
+def canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _rendered_json(templates_dir: Path, name: str, context_json: str) -> str:
+    template = template_environment(templates_dir).get_template(f"{name}.yaml.j2")
+    document = yaml.load(template.render(**json.loads(context_json)), Loader=YAML_LOADER)  # noqa: S506
+    return json.dumps(document, separators=(",", ":"))
 
 
 def base_labels(schedule: str) -> dict[str, str]:
@@ -176,15 +194,17 @@ def render_children(*, namespace: str, schedule: str, spec: dict, flavours: list
                  "port": target["port"], "header": ROUTING_HEADER},
     }
 
-    environment = template_environment(config.templates_dir)
-    children = [render_template(environment, name, context) for name in SINGLE_TEMPLATES]
+    templates = config.templates_dir
+    shared = canonical_json(context)
+    children = [render_template(templates, name, shared) for name in SINGLE_TEMPLATES]
     for flavour, ceiling in zip(flavours, flavour_ceilings, strict=True):
         scaler = {"name": child_name(schedule, "flavour", flavour.deployment),
                   "labels": {**base_labels(schedule), COMPONENT_LABEL: "flavour-scaler"},
                   "flavour": flavour_context(flavour), "min_replicas": ceiling.min_replicas,
                   "max_replicas": ceiling.applied}
-        children.append(render_template(environment, "flavour-scaledobject", {**context, "scaler": scaler}))
-    children.extend(render_template(environment, name, context) for name in MESH_TEMPLATES)
+        scaler_context = {"scaler": scaler, "target": context["target"], "broker": context["broker"]}
+        children.append(render_template(templates, "flavour-scaledobject", scaler_context))
+    children.extend(render_template(templates, name, shared) for name in MESH_TEMPLATES)
     return children, [router_ceiling, consumer_ceiling, *flavour_ceilings]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,13 +107,22 @@ def validate_spec(spec: object, *, crd_path: Path) -> dict:
 
     Raises InvalidSpec listing every problem found, each naming its field.
     """
+    outcome = json.loads(_checked_spec(json.dumps(spec, sort_keys=True), crd_path))
+    if outcome["problems"]:
+        raise InvalidSpec([SpecProblem(**problem) for problem in outcome["problems"]])
+    return outcome["spec"]
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_spec(spec_json: str, crd_path: Path) -> str:
+    # Cached by canonical spec JSON: Metacontroller resyncs an unchanged spec
+    # many times, and the result depends on nothing else.
+    spec = json.loads(spec_json)
     problems = schema_problems(spec, crd_path=crd_path)
-    if problems:
-        raise InvalidSpec(problems)
-    normalised, problems = normalise_spec(spec, schema=load_spec_schema(crd_path))
-    if problems:
-        raise InvalidSpec(problems)
-    return normalised
+    normalised = None
+    if not problems:
+        normalised, problems = normalise_spec(spec, schema=load_spec_schema(crd_path))
+    return json.dumps({"spec": normalised, "problems": [vars(problem) for problem in problems]})
 
 
 def normalise_spec(spec: dict, *, schema: dict) -> tuple[dict, list[SpecProblem]]:
