@@ -24,6 +24,11 @@ ENTRY_POINTS = {
     "router": "buffer.router",  # gunicorn 'buffer.router:create_app()'
 }
 
+# Where the bundled GB trace replay starts unless --trace-start says otherwise: on
+# 2023-03-25 from 12:00 UTC intensity rises from 54 to 188 gCO2/kWh in six hours,
+# so a three-minute demo at the default 120x speed-up sees the mix move.
+BUNDLED_TRACE_START = "2023-03-25T12:00:00Z"
+
 FLAVOUR_PRECISION = {"high": 100, "mid": 50, "low": 25}
 
 
@@ -79,6 +84,8 @@ def engine_spec(settings: StackSettings) -> ComponentSpec:
         env["CARBON_TRACE_FORECAST"] = settings.trace_forecasts
     if settings.trace_start:
         env["CARBON_TRACE_START"] = settings.trace_start
+    elif not settings.trace_actuals:
+        env["CARBON_TRACE_START"] = BUNDLED_TRACE_START
     return ComponentSpec(
         name="engine",
         argv=gunicorn("engine.app:create_app()", settings=settings, port=settings.ports["engine"]),

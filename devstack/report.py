@@ -109,7 +109,7 @@ def total_row(rows: list[IntervalRow], *, flavours: list[str]) -> IntervalRow:
 def table_header(flavours: list[str]) -> str:
     shares = " ".join(f"{name:>5}" for name in flavours)
     return (
-        f"{'#':>3} {'slot (trace time)':<17} {'g/kWh':>6} {'reqs':>5} {shares}  {'engine weights':<22}"
+        f"{'#':>3} {'slot (trace time)':<17} {'g/kWh':>6} {'reqs':>5} {shares}  {'weights':<12}"
         f" {'precision':>9} {'target':>6} {'saved':>6} {'err':>4}"
     )
 
@@ -117,11 +117,11 @@ def table_header(flavours: list[str]) -> str:
 def table_line(row: IntervalRow, flavours: list[str]) -> str:
     """Format one row: observed share per flavour (%), engine weights, precision, saving."""
     shares = " ".join(f"{_share(row, name):>5}" for name in flavours)
-    weights = " ".join(f"{row.weights.get(name, '-')}" for name in flavours) if row.weights else "-"
+    weights = "/".join(f"{row.weights.get(name, '-')}" for name in flavours) if row.weights else "-"
     label = "all" if row.index < 0 else str(row.index)
     return (
         f"{label:>3} {row.slot[:17]:<17} {_fmt(row.intensity, 0):>6} {row.requests:>5}"
-        f" {shares}  {weights:<22}"
+        f" {shares}  {weights:<12}"
         f" {_fmt(row.avg_precision, 1):>9} {_fmt(row.target_precision, 1):>6}"
         f" {_fmt(None if row.saving is None else row.saving * 100, 1, '%'):>6} {row.errors:>4}"
     )
@@ -198,6 +198,8 @@ def write_chart(path: Path, rows: list[IntervalRow], *, flavours: list[str]) -> 
         positions, [row.intensity for row in rows], color="black", marker="o", label="intensity"
     )
     intensity_axes.set_ylabel("carbon intensity (gCO2/kWh)")
+    known = [row.intensity for row in rows if row.intensity is not None]
+    intensity_axes.set_ylim(0, max(known, default=100.0) * 1.15)
     total = total_row(rows, flavours=flavours)
     saving = "-" if total.saving is None else f"{100 * total.saving:.1f}%"
     mix_axes.set_title(
@@ -209,7 +211,9 @@ def write_chart(path: Path, rows: list[IntervalRow], *, flavours: list[str]) -> 
         positions, [row.target_precision for row in rows], linestyle="--", color="grey", label="target"
     )
     precision_axes.set_ylabel("precision (0-100)")
-    precision_axes.set_xlabel("interval")
+    precision_axes.set_xlabel("replayed slot (trace time, UTC)")
+    precision_axes.set_xticks(positions, [row.slot[5:16].replace("T", " ") or str(row.index) for row in rows])
+    precision_axes.tick_params(axis="x", labelrotation=45)
     precision_axes.legend(loc="lower left")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -107,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trace-start",
         default=env.get("DEVSTACK_TRACE_START"),
-        help="trace time the replay starts at, RFC 3339 (env DEVSTACK_TRACE_START)",
+        help="trace time the replay starts at, RFC 3339 (env DEVSTACK_TRACE_START; default for the "
+        "bundled trace 2023-03-25T12:00:00Z, the trace's first slot for a custom one)",
     )
     parser.add_argument("--namespace", default=env.get("DEVSTACK_NAMESPACE", StackSettings.namespace))
     parser.add_argument("--name", default=env.get("DEVSTACK_NAME", StackSettings.name))
