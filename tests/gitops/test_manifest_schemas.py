@@ -123,11 +123,13 @@ def test_compositecontroller_check_rejects_misspelt_hook(crd_schemas, manifest_o
     controller = copy.deepcopy(objects_of_kind(manifest_objects, "CompositeController")[0].body)
     controller["spec"]["hooks"]["synch"] = controller["spec"]["hooks"].pop("sync")
     controller["spec"]["resyncPeriodSeconds"] = "five minutes"
+    controller["spec"]["childResources"][0]["updateStrategy"]["method"] = "Inplace"
 
     errors = openapi_errors(controller, crd_schemas[("metacontroller.k8s.io/v1alpha1", "CompositeController")])
 
     assert "/spec/hooks/synch: field is not in the schema, the API server would drop it" in errors
     assert any(error.startswith("/spec/resyncPeriodSeconds") for error in errors)
+    assert any(error.startswith("/spec/childResources/0/updateStrategy/method") for error in errors)
 
 
 def test_appproject_check_rejects_string_where_list_expected(crd_schemas, manifest_objects):
