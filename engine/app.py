@@ -143,6 +143,12 @@ def create_app(config: EngineConfig | dict | None = None) -> Flask:
         session = store.configure(namespace, name, schedule)
         return jsonify(session.decision(wall_now=clock()))
 
+    @app.delete("/config/<namespace>/<name>")
+    def delete_config(namespace: str, name: str):
+        session_or_404(namespace, name)
+        store.remove(namespace, name)
+        return jsonify({"deleted": f"{namespace}/{name}"})
+
     @app.get("/schedule/<namespace>/<name>")
     def get_schedule(namespace: str, name: str):
         return jsonify(session_or_404(namespace, name).decision(wall_now=clock()))

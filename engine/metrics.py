@@ -95,6 +95,26 @@ class EngineMetrics:
             self._replace(self.weight, schedule, known["flavour"], set())
             self._replace(self.ceiling, schedule, known["component"], set())
 
+    def forget_schedule(self, schedule: str) -> None:
+        """Drop every label set of a removed schedule."""
+        with self._lock:
+            known = self._labels.pop(schedule, None)
+            if known is None:
+                known = {"flavour": set(), "component": set(), "policy": set()}
+            self._replace(self.weight, schedule, known["flavour"], set())
+            self._replace(self.ceiling, schedule, known["component"], set())
+            self._replace(self.decisions, schedule, known["policy"], set())
+        for metric in (self.throttle, self.balance, self.stale, self.changes):
+            try:
+                metric.remove(schedule)
+            except KeyError:
+                pass
+        for slot in ("now", "next"):
+            try:
+                self.intensity.remove(schedule, slot)
+            except KeyError:
+                pass
+
     def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
         self.latency.labels(route=route, method=method, status=str(status)).observe(seconds)
 

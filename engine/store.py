@@ -111,6 +111,18 @@ class SessionStore:
     def get(self, namespace: str, name: str) -> Session | None:
         return self._sessions.get(f"{namespace}/{name}")
 
+    def remove(self, namespace: str, name: str) -> bool:
+        """Forget a session and its metric label sets; returns False when it did not exist."""
+        key = f"{namespace}/{name}"
+        with self._lock:
+            session = self._sessions.pop(key, None)
+        if session is None:
+            return False
+        if self.metrics is not None:
+            self.metrics.forget_schedule(key)
+        log.info("session removed schedule=%s", key)
+        return True
+
     def source_for(self, config: ScheduleConfig):
         """Return the shared source for the spec's carbon fields; raises ValueError for a bad target."""
         spec = config.scheduler

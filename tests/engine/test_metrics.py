@@ -53,3 +53,13 @@ def test_unknown_paths_do_not_create_labels(client):
 def test_feedback_updates_balance_gauge(configured):
     configured.post("/feedback/default/carbonstat", json={"counts": {"high": 10}})
     assert 'scheduler_credit_balance{schedule="default/carbonstat"} 0.1' in metrics_text(configured)
+
+
+def test_deleted_schedule_leaves_no_labels(configured):
+    configured.post("/feedback/default/carbonstat", json={"counts": {"high": 10}})
+    response = configured.delete("/config/default/carbonstat")
+    assert response.status_code == 200
+    assert response.get_json() == {"deleted": "default/carbonstat"}
+    assert "default/carbonstat" not in metrics_text(configured)
+    assert configured.get("/schedule/default/carbonstat").status_code == 404
+    assert configured.delete("/config/default/carbonstat").status_code == 404
