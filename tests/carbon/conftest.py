@@ -52,7 +52,7 @@ def payload(name: str) -> bytes:
 
 @dataclass
 class Reply:
-    """One canned answer of the local provider server."""
+    """One canned response of the local provider server."""
 
     status: int = 200
     body: bytes = b"{}"
@@ -61,14 +61,14 @@ class Reply:
 
 @dataclass
 class ProviderServer:
-    """A provider stand-in on 127.0.0.1: answers by path prefix and records every request."""
+    """A provider stand-in on 127.0.0.1: responds by path prefix and records every request."""
 
     url: str
     routes: dict[str, list[Reply]] = field(default_factory=dict)
     requests: list[tuple[str, dict]] = field(default_factory=list)
 
     def route(self, prefix: str, *replies: Reply) -> None:
-        """Answer paths starting with `prefix` with `replies` in order, repeating the last one."""
+        """Respond to paths starting with `prefix` with `replies` in order, repeating the last one."""
         self.routes[prefix] = list(replies)
 
     def reply_for(self, path: str) -> Reply:

@@ -9,7 +9,8 @@ which picks the checker by apiVersion and kind:
   applies, since a field the schema does not declare would silently vanish;
 - KEDA and Istio kinds: cloudcoil's generated models with `extra="forbid"`;
 - Argo CD Application: @kubernetes-models/argo-cd run by Node (see
-  `argocd_models/`), because Argo CD's published Application CRD is 400 kB.
+  `argocd_models/`), because Argo CD's published Application CRD is 400 kB,
+  plus an unknown-field check along that package's type declarations.
 
 A kind with no checker is an error, so a new kind cannot slip through unchecked.
 """
@@ -29,6 +30,8 @@ import kubernetes_validate
 import pydantic
 import yaml
 
+from tests.gitops.argocd_model_fields import TypeDeclarations, argocd_types_folder
+
 REPO = Path(__file__).resolve().parents[2]
 VENDORED_SCHEMAS = REPO / "tests" / "schemas"
 OUR_CRD = REPO / "metacontroller" / "crd-trafficschedule.yaml"
@@ -43,8 +46,8 @@ CRD_FILES = (
     VENDORED_SCHEMAS / "metacontroller-compositecontroller-crd.yaml",
     VENDORED_SCHEMAS / "argocd-appproject-crd.yaml",
 )
-# NOTE: these validators check types and required fields but accept unknown
-# fields, so a misspelt Application field passes; only a cluster catches it.
+# The validators check types and required fields only; unknown fields are
+# found separately from the same package's type declarations.
 NODE_CHECKED_KINDS = {("argoproj.io/v1alpha1", "Application")}
 
 
@@ -255,8 +258,13 @@ def object_errors(objects: list[ManifestObject]) -> dict[str, list[str]]:
         else:
             results[item.label] = [f"no published schema is known for {key[0]} {key[1]}; add a checker"]
 
+    if node_checked:
+        declarations = TypeDeclarations(argocd_types_folder(node_workdir() / "node_modules"))
     for item, errors in zip(node_checked, node_model_errors([o.body for o in node_checked]), strict=True):
-        results[item.label] = errors
+        unknown = declarations.unknown_fields(item.body, item.body["kind"])
+        results[item.label] = errors + [
+            f"{path}: field is not declared by Argo CD's API types, Argo CD would ignore it" for path in unknown
+        ]
     return results
 
 

@@ -152,6 +152,22 @@ def test_application_check_rejects_missing_project(manifest_objects):
     assert any(error.startswith("/spec/syncPolicy/syncOptions") for error in errors)
 
 
+def test_application_check_rejects_misspelt_fields(manifest_objects):
+    application = copy.deepcopy(next(item for item in objects_of_kind(manifest_objects, "Application")
+                                     if item.body["spec"].get("ignoreDifferences")))
+    spec = application.body["spec"]
+    spec["ignoreDiferences"] = spec.pop("ignoreDifferences")
+    spec["syncPolicy"]["automated"]["selfheal"] = True
+    spec["source"]["directory"] = {"includes": "*.yaml"}
+
+    errors = object_errors([application])[application.label]
+
+    suffix = ": field is not declared by Argo CD's API types, Argo CD would ignore it"
+    assert "/spec/ignoreDiferences" + suffix in errors
+    assert "/spec/syncPolicy/automated/selfheal" + suffix in errors
+    assert "/spec/source/directory/includes" + suffix in errors
+
+
 def test_keda_check_rejects_unknown_field():
     authentication = {
         "apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",

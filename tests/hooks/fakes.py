@@ -1,8 +1,8 @@
 """A stand-in engine for hook tests: decisions in the documented shape, or failures on demand.
 
 The real engine is tested on its own and used by the tests that need a real
-decision; this fake gives fixed, hand-checkable numbers and can fail the way
-a network engine fails.
+decision. This fake returns fixed, hand-checkable numbers and can fail the
+way a network engine fails.
 """
 
 from __future__ import annotations

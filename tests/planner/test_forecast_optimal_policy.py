@@ -79,9 +79,10 @@ def test_no_carbon_data_serves_static_mix():
                         ledger=LedgerView(target_error=0.15))
     result = ForecastOptimal().decide(ctx)
 
-    # Demand is unknown too, so the target is hedged to 0.15 - 0.001 - 0.1 * 0.15 = 0.134,
-    # and 0.134 / 0.7 = 19.1% low, rounded down to whole percent.
-    assert result.shares == {"high": 0.81, "mid": 0.0, "low": 0.19}
+    # Demand is unknown too, so the hedge assumes a demand error of 0.1. The largest gap between
+    # a hull flavour's error and the target is |0.7 - 0.15| = 0.55, so the target becomes
+    # 0.15 - 0.001 - 0.1 * 0.55 = 0.094, and 0.094 / 0.7 = 13.4% low, rounded down.
+    assert result.shares == {"high": 0.87, "mid": 0.0, "low": 0.13}
     assert result.diagnostics["carbonBlind"] is True
     assert result.diagnostics["horizonSlots"] == 48
 
@@ -172,14 +173,14 @@ def test_demand_error_option_tightens_target():
     hedged = ForecastOptimal().decide(context(DAY, [120.0] * 48, demand=[10.0] * 48,
                                               options={"demandError": 0.2}))
 
-    assert hedged.diagnostics["plannedTargetError"] == pytest.approx(0.15 - 0.001 - 0.2 * 0.15)
+    assert hedged.diagnostics["plannedTargetError"] == pytest.approx(0.15 - 0.001 - 0.2 * 0.55)
     assert hedged.shares["low"] < plain.shares["low"]
 
 
 def test_unknown_demand_guesses_demand_error():
     result = ForecastOptimal().decide(context(DAY, [120.0] * 48))
 
-    assert result.diagnostics["plannedTargetError"] == pytest.approx(0.15 - 0.001 - 0.1 * 0.15)
+    assert result.diagnostics["plannedTargetError"] == pytest.approx(0.15 - 0.001 - 0.1 * 0.55)
 
 
 @pytest.mark.parametrize("value", ["lots", -0.1, 2])
@@ -233,3 +234,16 @@ def test_throttle_follows_plan_threshold_in_dirty_slot():
 
 def test_throttle_thresholds_ignore_other_diagnostics():
     assert plan_throttle_thresholds({"budgetAllowance": 0.2}, floor=100.0, ceiling=250.0) == (100.0, 250.0)
+
+
+def test_hedge_shrinks_as_window_fills():
+    early = ForecastOptimal().decide(context(DAY, [120.0] * 48, demand=[10.0] * 48,
+                                             options={"demandError": 0.1}))
+    ledger = LedgerView(target_error=0.15, window_start=DAY, window_requests=360.0,
+                        window_precision_sum=306.0)
+    late = ForecastOptimal().decide(context(DAY + 36 * SLOT, [120.0] * 12, demand=[10.0] * 12,
+                                            ledger=ledger, options={"demandError": 0.1}))
+
+    assert early.diagnostics["hedge"] == pytest.approx(0.001 + 0.1 * 0.55)
+    # A quarter of the window's requests are still to come.
+    assert late.diagnostics["hedge"] == pytest.approx(0.25 * (0.001 + 0.1 * 0.55))
