@@ -6,7 +6,7 @@ Each measured call is one full sync: schema validation, flavour discovery,
 the engine's `PUT /config` through its Flask test client, template
 rendering and status. The request is the recorded steady-state fixture
 (three flavours, children and status present), with the status of the
-previous answer fed back each time as Metacontroller would. Two figures
+previous response fed back each time as Metacontroller would. Two figures
 are printed: the `sync` function alone, and `POST /sync` through the hooks'
 Flask app (JSON parsing and serialisation included). A third line clears
 the spec and template caches before every call: the cost of a sync whose
@@ -73,7 +73,8 @@ def measure_app(request: dict, *, engine, config: HookConfig, count: int) -> lis
         response = client.post("/sync", data=body, content_type="application/json")
         samples.append(((time.perf_counter() - started) * 1000, (time.process_time() - cpu_started) * 1000))
         if response.status_code != 200:
-            raise SystemExit(f"POST /sync answered {response.status_code}: {response.get_data(as_text=True)}")
+            body_text = response.get_data(as_text=True)
+            raise SystemExit(f"POST /sync returned HTTP {response.status_code}: {body_text}")
         request["parent"]["status"] = response.get_json()["status"]
     return samples
 

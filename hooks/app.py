@@ -3,7 +3,7 @@
     gunicorn 'hooks.app:create_app()'
 
 Routes: `POST /customize`, `POST /sync`, `GET /healthz`, `GET /metrics`.
-The shell parses JSON, calls the pure function and serialises the answer
+The shell parses JSON, calls the pure function and serialises its result
 with sorted keys, so the same request always gives the same bytes. Status
 codes: 400 for a body that is not a hook request, 503 (with Retry-After)
 when no safe response exists, 500 only for a bug, never with a traceback.
@@ -34,7 +34,7 @@ class HookMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.sync_seconds = Histogram(
-            "hooks_sync_duration_seconds", "Time to answer one sync request, engine call included",
+            "hooks_sync_duration_seconds", "Time to handle one sync request, engine call included",
             registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 3, 10))
         self.sync_outcomes = Counter(
             "hooks_sync_outcomes_total", "Sync requests by outcome", ["outcome"], registry=self.registry)
@@ -109,7 +109,7 @@ def _sync_once(*, engine: EngineClient, config: HookConfig, clock) -> tuple[str,
     if error:
         return "bad-request", error
     try:
-        answer = sync(body, engine=engine, config=config, now=clock())
+        result = sync(body, engine=engine, config=config, now=clock())
     except BadRequest as bad:
         return "bad-request", _error(400, str(bad))
     except CannotSync as refused:
@@ -120,11 +120,11 @@ def _sync_once(*, engine: EngineClient, config: HookConfig, clock) -> tuple[str,
     except Exception:  # a bug: log it with its traceback, tell the caller without one
         log.exception("event=sync-failed")
         return "error", _error(500, "internal error while computing the sync response; see the hooks log")
-    return _outcome(answer), _json_response(answer)
+    return _outcome(result), _json_response(result)
 
 
-def _outcome(answer: dict) -> str:
-    conditions = {c["type"]: c for c in answer["status"].get("conditions", [])}
+def _outcome(result: dict) -> str:
+    conditions = {c["type"]: c for c in result["status"].get("conditions", [])}
     ready = conditions.get("Ready", {})
     if ready.get("status") == "True":
         return "ready"

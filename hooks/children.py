@@ -2,8 +2,8 @@
 
 Input: the parent's identity, its normalised spec, the discovered flavours
 and an engine decision. Output: the flat, ordered list of child objects the
-sync hook returns. Only the decision's replica ceilings reach the children
-(as `maxReplicaCount`); weights travel to the router at runtime through the
+sync hook returns. Only the decision's replica ceilings reach the children,
+as `maxReplicaCount`. Weights travel to the router at runtime through the
 engine API, so a new weight mix does not rewrite any child. Nothing here
 reads the clock or draws random numbers: the same input renders the same
 objects, which is what keeps Metacontroller from patching children on
@@ -61,8 +61,8 @@ def clamp_ceiling(component: str, *, ceilings: dict, bounds: dict, key: str | No
     raw = ceilings.get(key or component)
     requested = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
     lowest = max(bounds["min"], 1)
-    wanted = bounds["max"] if requested is None else requested
-    applied = min(max(wanted, lowest), max(bounds["max"], lowest))
+    proposed = bounds["max"] if requested is None else requested
+    applied = min(max(proposed, lowest), max(bounds["max"], lowest))
     return Ceiling(component=component, requested=requested, applied=applied, min_replicas=bounds["min"])
 
 

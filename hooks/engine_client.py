@@ -1,10 +1,10 @@
 """Clients that ask the engine for a schedule's decision.
 
 Both implementations send `PUT /config/<ns>/<name>` with the same JSON and
-return the decision dict: `HttpEngine` over the network with a timeout well
-under Metacontroller's hook timeout, `InProcessEngine` through a Flask test
-client of an engine app in the same process (render command, benchmark,
-tests). Every failure becomes `EngineUnavailable` (try again later, keep
+return the decision dict. `HttpEngine` goes over the network with a timeout
+well under Metacontroller's hook timeout. `InProcessEngine` calls an engine
+app in the same process through its Flask test client (render command,
+benchmark, tests). Every failure becomes `EngineUnavailable` (try again later, keep
 the last decision) or `EngineRejected` (the engine found the configuration
 invalid; the spec needs fixing).
 """
@@ -21,11 +21,11 @@ REQUIRED_DECISION_FIELDS = ("flavourWeights", "validUntil", "processing")
 
 
 class EngineUnavailable(RuntimeError):
-    """The engine could not be reached, timed out or answered something unusable."""
+    """The engine could not be reached, timed out or returned an unusable response."""
 
 
 class EngineRejected(ValueError):
-    """The engine answered 400: the configuration it was sent is invalid."""
+    """The engine returned HTTP 400: the configuration it was sent is invalid."""
 
     def __init__(self, message: str, details: list[dict]):
         self.details = details
@@ -46,14 +46,14 @@ def decision_from(status: int, body: bytes, *, where: str) -> dict:
     try:
         payload = json.loads(body or b"null")
     except ValueError:
-        raise EngineUnavailable(f"{where}: answered {status} with a body that is not JSON") from None
+        raise EngineUnavailable(f"{where}: returned HTTP {status} with a body that is not JSON") from None
     if status == 400:
         payload = payload if isinstance(payload, dict) else {}
         details = payload.get("details") or []
         message = payload.get("error", "invalid configuration")
         raise EngineRejected(f"{where}: {message}", details)
     if status != 200:
-        raise EngineUnavailable(f"{where}: answered HTTP {status}")
+        raise EngineUnavailable(f"{where}: returned HTTP {status}")
     if not isinstance(payload, dict):
         raise EngineUnavailable(f"{where}: decision is not a JSON object")
     missing = [field for field in REQUIRED_DECISION_FIELDS if field not in payload]

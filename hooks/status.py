@@ -1,10 +1,10 @@
 """The TrafficSchedule status the sync hook returns.
 
 Metacontroller replaces the parent's whole `.status` with what the hook
-returns, so the hook starts from the status it observed and overlays what it
-learned in this sync: a field it could not refresh keeps its last value
-instead of going blank, and the ledger and last decision survive an engine
-outage or restart.
+returns. The hook therefore starts from the status it observed and overlays
+what it learned in this sync. A field it could not refresh keeps its last
+value instead of going blank, and the ledger and last decision survive an
+engine outage or restart.
 
 Conditions follow Kubernetes conventions: `lastTransitionTime` only moves
 when a condition's status changes, so an unchanged schedule returns a

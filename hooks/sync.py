@@ -4,9 +4,9 @@
 the desired children, the status and `resyncAfterSeconds`. Its only I/O is
 one engine call, bounded by the engine client's timeout. Metacontroller
 deletes any child left out of the response, so every path returns either
-the full rendered set or every observed child unchanged; when neither is
-safe (no status to preserve while children exist) it raises `CannotSync`,
-which the HTTP shell turns into a 503 so Metacontroller changes nothing and
+the full rendered set or every observed child unchanged. When neither is
+safe (no status to preserve while children exist), it raises `CannotSync`.
+The HTTP shell turns that into a 503, so Metacontroller changes nothing and
 retries.
 
 The order of the steps matters: the spec is validated before flavours are
@@ -52,7 +52,7 @@ class CannotSync(RuntimeError):
 
 @dataclass
 class SyncContext:
-    """What every step of one sync reads: the parent's identity and what was observed."""
+    """Inputs shared by every step of one sync: the parent's identity and the observed state."""
 
     namespace: str
     name: str
