@@ -21,6 +21,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from engine.config import EngineConfig
+from engine.manual import validate_manual
 from engine.metrics import EngineMetrics
 from engine.policies import POLICIES
 from engine.store import SessionStore
@@ -29,7 +30,6 @@ from engine.validation import (
     ValidationError,
     parse_number,
     validate_config,
-    validate_manual,
 )
 
 log = logging.getLogger(__name__)

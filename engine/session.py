@@ -31,12 +31,13 @@ from datetime import datetime, timedelta
 from engine.decision import Decision, ManualOverride, render_decision
 from engine.demand import DemandHistory
 from engine.ledger import CreditLedger, parse_time
+from engine.manual import ManualDecision
 from engine.model import CarbonSnapshot, PolicyContext
 from engine.policies import integer_weights
 from engine.policies.allocation import budget_allowance, ordered_enabled, shares_for_allowance
 from engine.policies.base import Policy, PolicyResult
 from engine.throttle import Throttle, compute_throttle, replica_ceilings
-from engine.validation import ManualDecision, ScheduleConfig
+from engine.validation import ScheduleConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,12 @@ class Session:
             spec = config.scheduler
             self.ledger.reconfigure(target_error=spec.target_error, credit_min=spec.credit_min,
                                     credit_max=spec.credit_max, window=spec.credit_window)
+            old_names = {flavour.name for flavour in self.config.flavours}
             self._apply(config=config, source=source, policy=policy)
+            if self.metrics is not None and old_names != {flavour.name for flavour in config.flavours}:
+                self.metrics.forget_flavours(self.key)
 
     def _apply(self, *, config: ScheduleConfig, source, policy: Policy) -> None:
-        old_names = None if not hasattr(self, "config") else {f.name for f in self.config.flavours}
         self.config = config
         self.source = source
         self.policy = policy
@@ -86,9 +89,6 @@ class Session:
             if any(weight and name not in known for name, weight in self.manual.weights.items()):
                 log.info("manual decision dropped schedule=%s reason=flavours changed", self.key)
                 self.manual = None
-        if old_names is not None and self.metrics is not None:
-            if old_names != {flavour.name for flavour in config.flavours}:
-                self.metrics.forget_flavours(self.key)
 
     def restore(self, state: dict, *, wall_now: datetime) -> bool:
         """Restore the ledger from a stored `state` unless the in-memory ledger is newer.
