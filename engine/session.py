@@ -253,7 +253,10 @@ class Session:
         if carbon.available and carbon.slots:
             scale = carbon.time_scale if carbon.time_scale > 0 else 1.0
             slot_left = (carbon.slots[0].end - source_now) / scale
-            until = min(until, wall_now + slot_left)
+            # A stale snapshot may start with a slot that already ended; then only validFor applies,
+            # instead of re-evaluating every second until fresh data arrives.
+            if slot_left > timedelta(0):
+                until = min(until, wall_now + slot_left)
         if self.manual is not None:
             until = min(until, self.manual.until)
         return max(until, wall_now + MIN_VALIDITY)

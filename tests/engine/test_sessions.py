@@ -2,6 +2,7 @@
 
 import copy
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -270,3 +271,28 @@ def test_restart_with_same_last_decision_logs_no_change(client, caplog):
     body["state"] = {"ledger": first["state"]["ledger"], "lastDecision": first}
     put(restarted, body)
     assert not [record for record in caplog.records if "decision changed" in record.getMessage()]
+
+
+def test_stale_snapshot_with_ended_slot_uses_valid_for(app, client, clock):
+    from engine.model import CarbonSnapshot
+    from tests.engine.fakes import slots_from
+
+    class StaleSource:
+        name = "stale"
+        time_scale = 1.0
+
+        def source_now(self, wall_now):
+            return wall_now
+
+        def snapshot(self, now, *, horizon):
+            old = slots_from(now - timedelta(hours=2), [180.0, 190.0])
+            return CarbonSnapshot(now=now, slots=old, source="stale", stale=True)
+
+    from engine.app import create_app
+    from engine.config import EngineConfig
+
+    stale_app = create_app(EngineConfig(source_factory=lambda target, **_: StaleSource(), clock=clock,
+                                        demand_forecast=False))
+    decision = put(stale_app.test_client())
+    assert decision["carbon"]["stale"] is True
+    assert decision["validUntil"] == "2026-12-04T20:01:00Z"
