@@ -13,7 +13,7 @@ infinity:
 Nulls and NaNs inside the series are filled by linear interpolation first.
 Multiplicative seasonality is only used on strictly positive data. When a fit
 raises or returns non-finite values, the function falls back to seasonal
-naive and says so in `SeriesForecast.message`. Each call logs one line naming
+naive and records that in `SeriesForecast.message`. Each call logs one line naming
 the model used.
 
 Fits take 50-300 ms, so callers on a request path use `BackgroundForecaster`,
@@ -119,7 +119,7 @@ def _filled_series(values: Sequence[float | None]) -> tuple[np.ndarray, int]:
         raise ValueError(f"cannot forecast a series of {len(raw)} values with no finite value")
     missing = raw.size - known.size
     if missing:
-        # np.interp holds the first and last known values flat beyond the edges.
+        # np.interp keeps the first and last known values constant beyond the edges.
         raw = np.interp(np.arange(raw.size), known, raw[known])
     return raw, missing
 

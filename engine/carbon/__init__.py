@@ -82,7 +82,9 @@ def build_source(
     forms), an invalid setting, or a trace file that cannot be read.
     """
     settings = dict(settings or {})
-    key = (str(target).strip(), float(timeout), float(cache_ttl), tuple(sorted(settings.items())))
+    # repr() makes any setting value hashable; equal settings give equal keys.
+    key = (str(target).strip(), float(timeout), float(cache_ttl),
+           tuple(sorted((name, repr(value)) for name, value in settings.items())))
     with _sources_lock:
         source = _sources.get(key)
         if source is None:

@@ -27,7 +27,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CarbonSource(ABC):
-    """Where the engine gets grid carbon intensity: the current slot and a forecast."""
+    """Source of grid carbon intensity for the engine: the current slot and a forecast."""
 
     #: Provider name shown in decisions, such as "trace:gb-national-2023-03".
     name: str = "none"
@@ -55,7 +55,7 @@ class CarbonSource(ABC):
 
 
 class ProviderError(Exception):
-    """A provider answered with something that is not a usable forecast."""
+    """A provider returned something that is not a usable forecast."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
 hourly by default, each `datetime` being the start of its period. When the
 forecast does not cover the current slot, `GET /v3/carbon-intensity/latest?zone=DE`
 (`{"zone", "carbonIntensity", "datetime", "updatedAt"}`) supplies it.
-Forecast access depends on the Electricity Maps plan; a 401 or 403 answer is
+Forecast access depends on the Electricity Maps plan; a 401 or 403 response is
 reported as a provider failure like any other.
 """
 

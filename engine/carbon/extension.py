@@ -16,7 +16,7 @@ from dataclasses import replace
 from engine.forecast import BackgroundForecaster, SeriesForecast, forecast_series
 
 # Fit horizons are rounded up to whole days, and at least two, so one fit
-# serves every caller whatever horizon it asks for.
+# serves every caller whatever horizon it requests.
 FIT_BLOCK = 48
 MIN_FIT_HORIZON = 2 * FIT_BLOCK
 MAX_STAND_INS = 64

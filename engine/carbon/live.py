@@ -12,8 +12,8 @@ returns `Reading`s or raises `ProviderError`. This module supplies the rest:
 - A failed refresh keeps the last good data and marks snapshots `stale`.
   When the last good data is older than `staleness_limit`, or no longer
   covers the current slot, the snapshot is `available=False` with a message.
-- Readings are resampled to half-hour slots. Gaps inside the data are
-  interpolated; slots past its end are extended by the statsmodels forecaster
+- Readings are resampled to half-hour slots, and gaps inside the data are
+  interpolated. Slots past its end are extended by the statsmodels forecaster,
   fitted on what the provider reported over the last 14 days.
 """
 
@@ -46,13 +46,13 @@ log = logging.getLogger(__name__)
 
 HISTORY = timedelta(days=14)
 # A provider forecast may start up to this long after the current slot
-# begins (an hourly forecast published mid-hour); its first value is then
-# used for the current slot.
+# begins, as an hourly forecast published mid-hour does. Its first value is
+# then used for the current slot.
 MAX_BACKFILL = timedelta(hours=1)
 
 
 class ProviderHTTPError(ProviderError):
-    """The provider answered with an HTTP error status."""
+    """The provider returned an HTTP error status."""
 
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
@@ -61,7 +61,7 @@ class ProviderHTTPError(ProviderError):
 
 @dataclass
 class _State:
-    """What the source last learned from its provider; guarded by `LiveSource._lock`."""
+    """Last data and errors received from the provider, guarded by `LiveSource._lock`."""
 
     slots: dict[datetime, Reading] = field(default_factory=dict)
     fetched_at: float | None = None  # time.monotonic() of the last good refresh
@@ -99,7 +99,7 @@ class LiveSource(CarbonSource):
 
     @abstractmethod
     def fetch(self, now: datetime) -> list[Reading]:
-        """Call the provider and return its readings; raises ProviderError on any unusable answer."""
+        """Call the provider and return its readings; raises ProviderError on any unusable response."""
 
     def snapshot(self, now: datetime, *, horizon: timedelta) -> CarbonSnapshot:
         now = as_utc(now)
@@ -198,7 +198,7 @@ class LiveSource(CarbonSource):
             error, failed_at = state.error, state.failed_at
 
         if fetched_at is None:
-            reason = error or f"no answer within {self.timeout:g} s yet"
+            reason = error or f"no response within {self.timeout:g} s yet"
             return self._unavailable(now, f"no usable forecast from {self.name}: {reason}")
         age = time.monotonic() - fetched_at
         failing = failed_at is not None and failed_at >= fetched_at

@@ -15,7 +15,7 @@ actual; later slots come from the latest forecast snapshot issued at or before
 source-now. Slots that snapshot does not cover are extended by the statsmodels
 forecaster fitted on actuals up to the current slot. The fit runs on a
 background thread; until it finishes, the extension is seasonal naive and the
-snapshot message says so.
+snapshot message states it.
 """
 
 from __future__ import annotations

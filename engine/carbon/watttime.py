@@ -2,13 +2,13 @@
 
 Log in with `GET {base}/login` and HTTP Basic auth, which returns `{"token"}`;
 send `Authorization: Bearer <token>` afterwards and log in again once when a
-call answers 401 (tokens expire after about 30 minutes).
+call returns 401 (tokens expire after about 30 minutes).
 `GET {base}/v3/forecast?region=CAISO_NORTH&signal_type=co2_moer` returns
 `{"data": [{"point_time", "value"}], "meta": {"units": "lbs_co2_per_mwh",
 "data_point_period_seconds": 300, ...}}`. Values are converted from lbs/MWh to
 g/kWh (x 0.4536) and averaged onto half-hour slots.
 
-MOER is the marginal rate (the emissions of the plant that answers extra
+MOER is the marginal rate (the emissions of the plant that serves extra
 demand), not the average intensity the GB API reports, so thresholds tuned
 for one do not carry over to the other.
 """
