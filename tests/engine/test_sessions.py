@@ -296,3 +296,14 @@ def test_stale_snapshot_with_ended_slot_uses_valid_for(app, client, clock):
     decision = put(stale_app.test_client())
     assert decision["carbon"]["stale"] is True
     assert decision["validUntil"] == "2026-12-04T20:01:00Z"
+
+
+def test_global_policy_reads_window_emissions(client, clock):
+    body = copy.deepcopy(CONFIG)
+    body["scheduler"]["policy"] = "forecast-aware-global"
+    put(client, body)
+    # All traffic on the most precise flavour emits the baseline, above the target mix's plan.
+    client.post("/feedback/default/carbonstat", json={"counts": {"high": 100}})
+    clock.advance(seconds=61)
+    decision = client.get("/schedule/default/carbonstat").get_json()
+    assert decision["diagnostics"]["emissionsFactor"] > 1.0
