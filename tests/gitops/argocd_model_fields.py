@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 INTERFACE = re.compile(r"export interface (I\w+)(?: extends [\w, ]+)? \{\n(?P<body>.*?)\n\}", re.DOTALL)
@@ -35,7 +35,7 @@ class TypeDeclarations:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one instance per test session
+    @cache  # noqa: B019 - one instance per test session
     def declaration(self, stem: str) -> tuple[dict[str, str] | str | None, dict[str, str]]:
         """Return (fields of the interface, or the aliased type, or None) and the file's local imports."""
         path = self.folder / f"{stem}.d.ts"
@@ -58,8 +58,9 @@ class TypeDeclarations:
         elif isinstance(declared, str):
             yield from self._typed(value, declared, imports, path)
 
-    def _object_fields(self, value: object, fields: dict[str, str], imports: dict[str, str],
-                       path: str) -> Iterator[str]:
+    def _object_fields(
+        self, value: object, fields: dict[str, str], imports: dict[str, str], path: str
+    ) -> Iterator[str]:
         if not isinstance(value, dict):
             return
         for key, child in value.items():

@@ -23,12 +23,14 @@ METRIC_CLASSES = {"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum"}
 
 # Series of RabbitMQ's built-in Prometheus plugin (rabbitmq_prometheus) with
 # per-object metrics, labelled by vhost and queue. The dashboard assumes that exporter.
-RABBITMQ_EXPORTER_METRICS = frozenset({
-    "rabbitmq_queue_messages",
-    "rabbitmq_queue_messages_ready",
-    "rabbitmq_queue_messages_unacked",
-    "rabbitmq_queue_consumers",
-})
+RABBITMQ_EXPORTER_METRICS = frozenset(
+    {
+        "rabbitmq_queue_messages",
+        "rabbitmq_queue_messages_ready",
+        "rabbitmq_queue_messages_unacked",
+        "rabbitmq_queue_consumers",
+    }
+)
 
 GRAFANA_RANGE_VARIABLES = ("$__rate_interval", "$__interval", "$__range")
 GRAFANA_VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?::[a-z]+)?\}?")
@@ -62,8 +64,11 @@ def metric_definitions(path: Path) -> Iterator[tuple[str, str]]:
         name_node = node.args[0] if node.args else keywords.get("name")
         if not (isinstance(name_node, ast.Constant) and isinstance(name_node.value, str)):
             continue
-        parts = [keywords[key].value for key in ("namespace", "subsystem")
-                 if isinstance(keywords.get(key), ast.Constant) and keywords[key].value]
+        parts = [
+            keywords[key].value
+            for key in ("namespace", "subsystem")
+            if isinstance(keywords.get(key), ast.Constant) and keywords[key].value
+        ]
         yield kind, "_".join([*parts, name_node.value])
 
 

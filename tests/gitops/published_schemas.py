@@ -84,7 +84,9 @@ def load_objects(paths: Iterable[Path]) -> list[ManifestObject]:
             if body is None:
                 continue
             if not isinstance(body, dict):
-                raise ValueError(f"{path}#{index}: a manifest document must be a mapping, got {type(body).__name__}")
+                raise ValueError(
+                    f"{path}#{index}: a manifest document must be a mapping, got {type(body).__name__}"
+                )
             objects.append(ManifestObject(path=path, index=index, body=body))
     return objects
 
@@ -133,8 +135,10 @@ def openapi_errors(body: dict, schema: dict) -> list[str]:
         f"/{'/'.join(str(part) for part in error.absolute_path)}: {error.message}"
         for error in sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
     ]
-    errors.extend(f"{path}: field is not in the schema, the API server would drop it"
-                  for path in unknown_fields(body, schema))
+    errors.extend(
+        f"{path}: field is not in the schema, the API server would drop it"
+        for path in unknown_fields(body, schema)
+    )
     return errors
 
 
@@ -182,7 +186,7 @@ def keda_errors(body: dict) -> list[str]:
 
 
 def istio_errors(body: dict) -> list[str]:
-    """Validate a networking.istio.io object with cloudcoil's generated Istio models, rejecting unknown fields."""
+    """Validate a networking.istio.io object with cloudcoil's Istio models, rejecting unknown fields."""
     from cloudcoil.models.istio.networking import v1 as istio_v1
 
     if body.get("apiVersion") != "networking.istio.io/v1":
@@ -212,7 +216,9 @@ def node_model_errors(bodies: list[dict]) -> list[list[str]]:
         check=False,
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"node validate.mjs failed (exit {completed.returncode}): {completed.stderr.strip()}")
+        raise RuntimeError(
+            f"node validate.mjs failed (exit {completed.returncode}): {completed.stderr.strip()}"
+        )
     return json.loads(completed.stdout)
 
 
@@ -225,14 +231,22 @@ def node_workdir() -> Path:
     """
     if shutil.which("node") is None or shutil.which("npm") is None:
         raise RuntimeError("node and npm are needed to validate Argo CD Applications; install nodejs")
-    cache = Path(os.environ.get("CARBONROUTER_NODE_CACHE", Path.home() / ".cache" / "carbonrouter-argocd-models"))
+    cache = Path(
+        os.environ.get("CARBONROUTER_NODE_CACHE", Path.home() / ".cache" / "carbonrouter-argocd-models")
+    )
     lock = (NODE_PROJECT / "package-lock.json").read_text()
     installed_lock = cache / "package-lock.json"
-    if not (cache / "node_modules").is_dir() or not installed_lock.exists() or installed_lock.read_text() != lock:
+    if (
+        not (cache / "node_modules").is_dir()
+        or not installed_lock.exists()
+        or installed_lock.read_text() != lock
+    ):
         cache.mkdir(parents=True, exist_ok=True)
         for name in ("package.json", "package-lock.json"):
             shutil.copyfile(NODE_PROJECT / name, cache / name)
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=cache, check=True, timeout=300)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=cache, check=True, timeout=300
+        )
     shutil.copyfile(NODE_PROJECT / "validate.mjs", cache / "validate.mjs")
     return cache
 
@@ -263,7 +277,8 @@ def object_errors(objects: list[ManifestObject]) -> dict[str, list[str]]:
     for item, errors in zip(node_checked, node_model_errors([o.body for o in node_checked]), strict=True):
         unknown = declarations.unknown_fields(item.body, item.body["kind"])
         results[item.label] = errors + [
-            f"{path}: field is not declared by Argo CD's API types, Argo CD would ignore it" for path in unknown
+            f"{path}: field is not declared by Argo CD's API types, Argo CD would ignore it"
+            for path in unknown
         ]
     return results
 

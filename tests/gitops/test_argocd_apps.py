@@ -73,15 +73,22 @@ def test_project_admits_every_application(applications, project):
 def test_project_admits_every_kind_the_apps_deploy(applications, project):
     cluster_kinds = {(k["group"], k["kind"]) for k in project["spec"]["clusterResourceWhitelist"]}
     namespaced_kinds = {(k["group"], k["kind"]) for k in project["spec"]["namespaceResourceWhitelist"]}
-    cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
-                      "CompositeController"}
+    cluster_scoped = {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CompositeController",
+    }
     for app in applications:
         for item in load_objects(yaml_files(REPO / app["spec"]["source"]["path"])):
             api_version = item.body["apiVersion"]
             group = api_version.split("/")[0] if "/" in api_version else ""
             kind = item.body["kind"]
             allowed = cluster_kinds if kind in cluster_scoped else namespaced_kinds
-            assert (group, kind) in allowed, f"{item.label}: {group}/{kind} is not whitelisted in the AppProject"
+            assert (group, kind) in allowed, (
+                f"{item.label}: {group}/{kind} is not whitelisted in the AppProject"
+            )
 
 
 def test_workload_ignores_replicas_that_keda_sets(applications):
@@ -102,20 +109,30 @@ def test_schedules_ignore_status_the_sync_hook_writes(applications):
 
 
 def test_platform_syncs_before_workload_and_schedules(applications):
-    wave = {app["metadata"]["name"]: int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
-            for app in applications if app["metadata"]["name"] != "carbonrouter-root"}
+    wave = {
+        app["metadata"]["name"]: int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+        for app in applications
+        if app["metadata"]["name"] != "carbonrouter-root"
+    }
 
     assert wave["carbonrouter-platform"] < wave["carbonrouter-carbonstat"] < wave["carbonrouter-schedules"]
 
 
 def test_placeholder_secrets_are_never_overwritten(applications):
-    secrets = [item for item in load_objects(yaml_files(ARGOCD, REPO / "metacontroller"))
-               if item.body["kind"] == "Secret"]
+    secrets = [
+        item
+        for item in load_objects(yaml_files(ARGOCD, REPO / "metacontroller"))
+        if item.body["kind"] == "Secret"
+    ]
     assert secrets, "no RabbitMQ Secret placeholder shipped"
     for secret in secrets:
-        owner = next(app for app in applications
-                     if secret.path.is_relative_to(REPO / app["spec"]["source"]["path"]))
-        ignored = [r for r in owner["spec"].get("ignoreDifferences", [])
-                   if r["kind"] == "Secret" and r.get("name") == secret.body["metadata"]["name"]]
+        owner = next(
+            app for app in applications if secret.path.is_relative_to(REPO / app["spec"]["source"]["path"])
+        )
+        ignored = [
+            r
+            for r in owner["spec"].get("ignoreDifferences", [])
+            if r["kind"] == "Secret" and r.get("name") == secret.body["metadata"]["name"]
+        ]
         assert ignored and "/data" in ignored[0]["jsonPointers"], secret.label
         assert "CHANGE-ME" in yaml.safe_dump(secret.body), f"{secret.label}: placeholder is not marked"

@@ -67,14 +67,16 @@ def conditions(**statuses: tuple[str, str]) -> list[dict]:
 
 
 def test_ready_on_current_generation_is_healthy():
-    live = schedule(status={
-        "observedGeneration": 3,
-        "conditions": conditions(
-            SpecValid=("True", "spec is valid"),
-            EngineReachable=("True", "engine answered"),
-            Ready=("True", "3 flavours routed"),
-        ),
-    })
+    live = schedule(
+        status={
+            "observedGeneration": 3,
+            "conditions": conditions(
+                SpecValid=("True", "spec is valid"),
+                EngineReachable=("True", "engine answered"),
+                Ready=("True", "3 flavours routed"),
+            ),
+        }
+    )
 
     health = run_health_check(live)
 
@@ -97,10 +99,13 @@ def test_empty_status_is_progressing():
 
 
 def test_ready_for_older_generation_is_progressing():
-    live = schedule(generation=4, status={
-        "observedGeneration": 3,
-        "conditions": conditions(Ready=("True", "3 flavours routed")),
-    })
+    live = schedule(
+        generation=4,
+        status={
+            "observedGeneration": 3,
+            "conditions": conditions(Ready=("True", "3 flavours routed")),
+        },
+    )
 
     health = run_health_check(live)
 
@@ -112,24 +117,29 @@ def test_ready_for_older_generation_is_progressing():
 def test_stale_invalid_spec_is_progressing_not_degraded():
     # The user has just committed a fix: the old SpecValid=False describes
     # the previous generation and must not keep the app red.
-    live = schedule(generation=5, status={
-        "observedGeneration": 4,
-        "conditions": conditions(SpecValid=("False", "spec.scheduler.targetError: must be <= 1")),
-    })
+    live = schedule(
+        generation=5,
+        status={
+            "observedGeneration": 4,
+            "conditions": conditions(SpecValid=("False", "spec.scheduler.targetError: must be <= 1")),
+        },
+    )
 
     assert run_health_check(live)["status"] == "Progressing"
 
 
 def test_invalid_spec_is_degraded_with_condition_message():
     message = "spec.scheduler.policy: 'greedy' is not one of credit-greedy, forecast-aware"
-    live = schedule(status={
-        "observedGeneration": 3,
-        "conditions": conditions(
-            SpecValid=("False", message),
-            EngineReachable=("True", "engine answered"),
-            Ready=("False", "spec is invalid"),
-        ),
-    })
+    live = schedule(
+        status={
+            "observedGeneration": 3,
+            "conditions": conditions(
+                SpecValid=("False", message),
+                EngineReachable=("True", "engine answered"),
+                Ready=("False", "spec is invalid"),
+            ),
+        }
+    )
 
     health = run_health_check(live)
 
@@ -139,14 +149,16 @@ def test_invalid_spec_is_degraded_with_condition_message():
 
 def test_unreachable_engine_is_degraded_with_condition_message():
     message = "engine at http://carbonrouter-engine.carbonrouter-system timed out after 3 s"
-    live = schedule(status={
-        "observedGeneration": 3,
-        "conditions": conditions(
-            SpecValid=("True", "spec is valid"),
-            EngineReachable=("False", message),
-            Ready=("True", "routing with the last decision"),
-        ),
-    })
+    live = schedule(
+        status={
+            "observedGeneration": 3,
+            "conditions": conditions(
+                SpecValid=("True", "spec is valid"),
+                EngineReachable=("False", message),
+                Ready=("True", "routing with the last decision"),
+            ),
+        }
+    )
 
     health = run_health_check(live)
 
@@ -155,10 +167,12 @@ def test_unreachable_engine_is_degraded_with_condition_message():
 
 
 def test_degraded_without_message_falls_back_to_reason():
-    live = schedule(status={
-        "observedGeneration": 3,
-        "conditions": [{"type": "EngineReachable", "status": "False", "reason": "EngineTimeout"}],
-    })
+    live = schedule(
+        status={
+            "observedGeneration": 3,
+            "conditions": [{"type": "EngineReachable", "status": "False", "reason": "EngineTimeout"}],
+        }
+    )
 
     health = run_health_check(live)
 
@@ -167,13 +181,15 @@ def test_degraded_without_message_falls_back_to_reason():
 
 
 def test_ready_false_on_current_generation_is_progressing_with_its_message():
-    live = schedule(status={
-        "observedGeneration": 3,
-        "conditions": conditions(
-            SpecValid=("True", "spec is valid"),
-            Ready=("False", "no flavour Deployment found for service carbonstat"),
-        ),
-    })
+    live = schedule(
+        status={
+            "observedGeneration": 3,
+            "conditions": conditions(
+                SpecValid=("True", "spec is valid"),
+                Ready=("False", "no flavour Deployment found for service carbonstat"),
+            ),
+        }
+    )
 
     health = run_health_check(live)
 

@@ -97,24 +97,34 @@ def test_dashboard_covers_every_topic():
 
 
 def test_unknown_metric_is_reported(exported):
-    names = queried_metric_names('sum(rate(router_http_requests_totl{namespace=~"$namespace"}[$__rate_interval]))')
+    names = queried_metric_names(
+        'sum(rate(router_http_requests_totl{namespace=~"$namespace"}[$__rate_interval]))'
+    )
 
     assert names == {"router_http_requests_totl"}
     assert names - exported == {"router_http_requests_totl"}
 
 
 def test_label_values_variable_is_parsed():
-    assert queried_metric_names("label_values(schedule_flavour_weight, schedule)") == {"schedule_flavour_weight"}
+    assert queried_metric_names("label_values(schedule_flavour_weight, schedule)") == {
+        "schedule_flavour_weight"
+    }
 
 
 def test_histogram_and_counter_series_are_expanded():
     assert series_names("Histogram", "router_request_duration_seconds") >= {
-        "router_request_duration_seconds_bucket", "router_request_duration_seconds_sum",
-        "router_request_duration_seconds_count"}
+        "router_request_duration_seconds_bucket",
+        "router_request_duration_seconds_sum",
+        "router_request_duration_seconds_count",
+    }
     assert "router_http_requests_total" in series_names("Counter", "router_http_requests_total")
     assert "router_http_requests_total" in series_names("Counter", "router_http_requests")
 
 
 def test_exported_names_include_engine_and_router_metrics(exported):
-    assert {"schedule_flavour_weight", "scheduler_credit_balance", "router_http_requests_total",
-            "router_request_duration_seconds_bucket"} <= exported
+    assert {
+        "schedule_flavour_weight",
+        "scheduler_credit_balance",
+        "router_http_requests_total",
+        "router_request_duration_seconds_bucket",
+    } <= exported

@@ -50,8 +50,11 @@ DATA_CHECKS = {
 
 def runtime_stages(image: Image) -> set[int]:
     """Return the stages that are not the builder: those whose FROM is not named builder."""
-    return {i.stage for i in dockerfile_instructions(image.dockerfile)
-            if i.keyword == "FROM" and not i.arguments.lower().endswith(" as builder")}
+    return {
+        i.stage
+        for i in dockerfile_instructions(image.dockerfile)
+        if i.keyword == "FROM" and not i.arguments.lower().endswith(" as builder")
+    }
 
 
 def stage_context_copies(image: Image, destination: Path) -> None:
@@ -66,8 +69,9 @@ def stage_context_copies(image: Image, destination: Path) -> None:
             origin = REPO / source
             place = destination / target
             if origin.is_dir():
-                shutil.copytree(origin, place, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(
+                    origin, place, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
             else:
                 place.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(origin, place if not target.endswith("/") else place / origin.name)
@@ -86,8 +90,11 @@ def test_every_copy_source_exists(image):
 
 @pytest.mark.parametrize("image", IMAGES, ids=IMAGE_IDS)
 def test_image_copies_every_package_it_imports(image):
-    copied = {copy_sources(i)[0][0].rstrip("/") for i in dockerfile_instructions(image.dockerfile)
-              if is_context_copy(i)}
+    copied = {
+        copy_sources(i)[0][0].rstrip("/")
+        for i in dockerfile_instructions(image.dockerfile)
+        if is_context_copy(i)
+    }
 
     missing = [package for package in image_packages(image) if package not in copied]
     assert missing == []
@@ -98,13 +105,20 @@ def test_requirements_file_lists_every_needed_distribution(image):
     # Versions of transitive dependencies that requirements.txt leaves open
     # may differ between virtualenvs, so only the names are compared here;
     # the next test compares the versions requirements.txt pins.
-    pins = dict(line.split("==") for line in image.requirements.read_text().splitlines()
-                if line and not line.startswith("#"))
-    expected = dict(line.split("==") for line in render_requirements(image).splitlines()
-                    if line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in image.requirements.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    expected = dict(
+        line.split("==")
+        for line in render_requirements(image).splitlines()
+        if line and not line.startswith("#")
+    )
 
     assert sorted(pins) == sorted(expected), (
-        f"{image.requirements.relative_to(REPO)} is out of date; run .venv/bin/python -m tests.gitops.image_contents"
+        f"{image.requirements.relative_to(REPO)} is out of date; "
+        "run .venv/bin/python -m tests.gitops.image_contents"
     )
     assert all(version for version in pins.values())
 
@@ -155,7 +169,11 @@ def test_final_stages_run_as_non_root(image):
 @pytest.mark.parametrize("image", IMAGES, ids=IMAGE_IDS)
 def test_final_stages_install_no_compiler(image):
     stages = runtime_stages(image)
-    runs = [i.arguments for i in dockerfile_instructions(image.dockerfile) if i.keyword == "RUN" and i.stage in stages]
+    runs = [
+        i.arguments
+        for i in dockerfile_instructions(image.dockerfile)
+        if i.keyword == "RUN" and i.stage in stages
+    ]
 
     for run in runs:
         for compiler in COMPILERS:

@@ -47,11 +47,15 @@ def test_kustomization_builds_valid_objects(folder):
     if shutil.which("kubectl") is None:
         objects = load_objects(listed_files(folder))
     else:
-        completed = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True,
-                                   timeout=120, check=False)
+        completed = subprocess.run(
+            ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120, check=False
+        )
         assert completed.returncode == 0, completed.stderr
-        objects = [ManifestObject(path=folder / "kustomize-build", index=i, body=body)
-                   for i, body in enumerate(yaml.safe_load_all(completed.stdout)) if body]
+        objects = [
+            ManifestObject(path=folder / "kustomize-build", index=i, body=body)
+            for i, body in enumerate(yaml.safe_load_all(completed.stdout))
+            if body
+        ]
 
     expected = len(load_objects(listed_files(folder)))
     invalid = {label: errors for label, errors in object_errors(objects).items() if errors}

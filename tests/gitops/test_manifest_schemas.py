@@ -53,9 +53,22 @@ def test_every_manifest_object_is_valid(manifest_objects):
 
 @pytest.mark.parametrize(
     "kind",
-    ["Namespace", "Deployment", "Service", "ServiceAccount", "NetworkPolicy", "ConfigMap", "Secret",
-     "CustomResourceDefinition", "CompositeController", "TrafficSchedule", "Application", "AppProject",
-     "ClusterRole", "PodDisruptionBudget"],
+    [
+        "Namespace",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "NetworkPolicy",
+        "ConfigMap",
+        "Secret",
+        "CustomResourceDefinition",
+        "CompositeController",
+        "TrafficSchedule",
+        "Application",
+        "AppProject",
+        "ClusterRole",
+        "PodDisruptionBudget",
+    ],
 )
 def test_manifests_include_kind(manifest_objects, kind):
     assert objects_of_kind(manifest_objects, kind), f"no {kind} in metacontroller/ or argocd/"
@@ -63,8 +76,10 @@ def test_manifests_include_kind(manifest_objects, kind):
 
 def test_every_object_has_recommended_labels(manifest_objects):
     missing = {
-        item.label: sorted({"app.kubernetes.io/name", "app.kubernetes.io/part-of"}
-                           - set((item.body["metadata"].get("labels") or {})))
+        item.label: sorted(
+            {"app.kubernetes.io/name", "app.kubernetes.io/part-of"}
+            - set(item.body["metadata"].get("labels") or {})
+        )
         for item in manifest_objects
     }
     assert {label: keys for label, keys in missing.items() if keys} == {}
@@ -83,8 +98,11 @@ def test_structural_check_rejects_untyped_and_mixed_nodes():
         "type": "object",
         "properties": {
             "untyped": {"description": "no type"},
-            "both": {"type": "object", "properties": {"a": {"type": "string"}},
-                     "additionalProperties": {"type": "string"}},
+            "both": {
+                "type": "object",
+                "properties": {"a": {"type": "string"}},
+                "additionalProperties": {"type": "string"},
+            },
             "typed_branch": {"anyOf": [{"type": "string"}, {"type": "integer"}], "type": "string"},
         },
     }
@@ -98,9 +116,14 @@ def test_structural_check_rejects_untyped_and_mixed_nodes():
 
 def test_builtin_check_rejects_unknown_field():
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-        "spec": {"replicaz": 1, "selector": {"matchLabels": {"a": "b"}},
-                 "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "replicaz": 1,
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}},
+        },
     }
 
     errors = builtin_errors(deployment)
@@ -125,7 +148,9 @@ def test_compositecontroller_check_rejects_misspelt_hook(crd_schemas, manifest_o
     controller["spec"]["resyncPeriodSeconds"] = "five minutes"
     controller["spec"]["childResources"][0]["updateStrategy"]["method"] = "Inplace"
 
-    errors = openapi_errors(controller, crd_schemas[("metacontroller.k8s.io/v1alpha1", "CompositeController")])
+    errors = openapi_errors(
+        controller, crd_schemas[("metacontroller.k8s.io/v1alpha1", "CompositeController")]
+    )
 
     assert "/spec/hooks/synch: field is not in the schema, the API server would drop it" in errors
     assert any(error.startswith("/spec/resyncPeriodSeconds") for error in errors)
@@ -153,8 +178,13 @@ def test_application_check_rejects_missing_project(manifest_objects):
 
 
 def test_application_check_rejects_misspelt_fields(manifest_objects):
-    application = copy.deepcopy(next(item for item in objects_of_kind(manifest_objects, "Application")
-                                     if item.body["spec"].get("ignoreDifferences")))
+    application = copy.deepcopy(
+        next(
+            item
+            for item in objects_of_kind(manifest_objects, "Application")
+            if item.body["spec"].get("ignoreDifferences")
+        )
+    )
     spec = application.body["spec"]
     spec["ignoreDiferences"] = spec.pop("ignoreDifferences")
     spec["syncPolicy"]["automated"]["selfheal"] = True
@@ -170,7 +200,8 @@ def test_application_check_rejects_misspelt_fields(manifest_objects):
 
 def test_keda_check_rejects_unknown_field():
     authentication = {
-        "apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication",
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
         "metadata": {"name": "x", "namespace": "y"},
         "spec": {"secretTargetRef": [{"parameter": "host", "name": "s", "key": "url", "optional": True}]},
     }
@@ -181,8 +212,11 @@ def test_keda_check_rejects_unknown_field():
 
 
 def test_unknown_kind_is_an_error():
-    item = ManifestObject(path=REPO / "x.yaml", index=0,
-                          body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
+    item = ManifestObject(
+        path=REPO / "x.yaml",
+        index=0,
+        body={"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+    )
 
     errors = object_errors([item])[item.label]
 

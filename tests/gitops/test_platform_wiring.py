@@ -64,13 +64,21 @@ def rendered_children(tmp_path_factory) -> list[dict]:
     schedule["spec"]["scheduler"]["carbonTarget"] = "trace"
     schedule_file = tmp_path_factory.mktemp("render") / "schedule.yaml"
     schedule_file.write_text(yaml.safe_dump(schedule))
-    workload_files = [str(p) for p in sorted(WORKLOAD.glob("*.yaml"))
-                      if yaml.safe_load(p.read_text()).get("kind") in {"Deployment", "Service"}]
+    workload_files = [
+        str(p)
+        for p in sorted(WORKLOAD.glob("*.yaml"))
+        if yaml.safe_load(p.read_text()).get("kind") in {"Deployment", "Service"}
+    ]
     hooks_env = container_env(find(platform_objects(), "Deployment", "carbonrouter-hooks"))
 
     completed = subprocess.run(
         [sys.executable, "-m", "hooks.render", str(schedule_file), *workload_files, "--in-process"],
-        cwd=REPO, env={**os.environ, **hooks_env}, capture_output=True, text=True, timeout=180, check=False,
+        cwd=REPO,
+        env={**os.environ, **hooks_env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
 
     assert completed.returncode == 0, completed.stderr
@@ -99,11 +107,18 @@ def test_routers_and_consumers_may_reach_engine(rendered_children):
     pods = [c for c in rendered_children if c["kind"] == "Deployment"]
 
     assert {p["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods} == {
-        "router", "consumer"}
+        "router",
+        "consumer",
+    }
     for pod in pods:
         labels = pod["spec"]["template"]["metadata"]["labels"]
-        admitted = [peer for peer in peers if "namespaceSelector" in peer and peer["namespaceSelector"] == {}
-                    and selector_matches(peer["podSelector"], labels)]
+        admitted = [
+            peer
+            for peer in peers
+            if "namespaceSelector" in peer
+            and peer["namespaceSelector"] == {}
+            and selector_matches(peer["podSelector"], labels)
+        ]
         assert admitted, f"{pod['metadata']['name']}: the engine NetworkPolicy rejects labels {labels}"
 
 
@@ -118,11 +133,16 @@ def test_flavour_pods_cannot_reach_engine():
 
 def test_rendered_workloads_use_platform_images_and_engine(rendered_children):
     hooks_env = container_env(find(platform_objects(), "Deployment", "carbonrouter-hooks"))
-    images = {c["metadata"]["name"]: c["spec"]["template"]["spec"]["containers"][0]["image"]
-              for c in rendered_children if c["kind"] == "Deployment"}
+    images = {
+        c["metadata"]["name"]: c["spec"]["template"]["spec"]["containers"][0]["image"]
+        for c in rendered_children
+        if c["kind"] == "Deployment"
+    }
     engine_urls = {container_env(c).get("ENGINE_URL") for c in rendered_children if c["kind"] == "Deployment"}
 
-    assert sorted(images.values()) == sorted([hooks_env["HOOKS_CONSUMER_IMAGE"], hooks_env["HOOKS_ROUTER_IMAGE"]])
+    assert sorted(images.values()) == sorted(
+        [hooks_env["HOOKS_CONSUMER_IMAGE"], hooks_env["HOOKS_ROUTER_IMAGE"]]
+    )
     assert engine_urls == {hooks_env["HOOKS_ENGINE_URL"]}
 
 
@@ -163,20 +183,31 @@ def test_every_service_selects_one_deployment_port(folder):
     deployments = [o for o in objects if o["kind"] == "Deployment"]
 
     for service in (o for o in objects if o["kind"] == "Service"):
-        selected = [d for d in deployments
-                    if selector_matches({"matchLabels": service["spec"]["selector"]},
-                                        d["spec"]["template"]["metadata"]["labels"])]
+        selected = [
+            d
+            for d in deployments
+            if selector_matches(
+                {"matchLabels": service["spec"]["selector"]}, d["spec"]["template"]["metadata"]["labels"]
+            )
+        ]
         assert selected, f"Service {service['metadata']['name']} selects no Deployment"
         for deployment in selected:
-            port_names = {p["name"] for c in deployment["spec"]["template"]["spec"]["containers"]
-                          for p in c.get("ports", [])}
+            port_names = {
+                p["name"]
+                for c in deployment["spec"]["template"]["spec"]["containers"]
+                for p in c.get("ports", [])
+            }
             for port in service["spec"]["ports"]:
-                assert port["targetPort"] in port_names, f"{service['metadata']['name']} -> {port['targetPort']}"
+                assert port["targetPort"] in port_names, (
+                    f"{service['metadata']['name']} -> {port['targetPort']}"
+                )
 
 
 @pytest.mark.parametrize("folder", [PLATFORM, WORKLOAD], ids=["platform", "workload"])
 def test_every_container_is_hardened_and_bounded(folder):
-    deployments = [item.body for item in load_objects(yaml_files(folder)) if item.body["kind"] == "Deployment"]
+    deployments = [
+        item.body for item in load_objects(yaml_files(folder)) if item.body["kind"] == "Deployment"
+    ]
 
     assert deployments
     for deployment in deployments:
@@ -197,6 +228,10 @@ def test_every_container_is_hardened_and_bounded(folder):
 def test_network_policies_select_platform_pods():
     objects = platform_objects()
     for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
-        selected = [d for d in objects if d["kind"] == "Deployment"
-                    and selector_matches(policy["spec"]["podSelector"], d["spec"]["template"]["metadata"]["labels"])]
+        selected = [
+            d
+            for d in objects
+            if d["kind"] == "Deployment"
+            and selector_matches(policy["spec"]["podSelector"], d["spec"]["template"]["metadata"]["labels"])
+        ]
         assert len(selected) == 1, policy["metadata"]["name"]
