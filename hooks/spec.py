@@ -62,17 +62,22 @@ class InvalidSpec(ValueError):
         super().__init__("; ".join(str(problem) for problem in problems))
 
 
-@functools.lru_cache(maxsize=4)
-def load_spec_schema(crd_path: Path) -> dict:
-    """Return the JSON Schema of `.spec` from the storage version of the CRD file."""
+@functools.lru_cache(maxsize=8)
+def load_crd_schema(crd_path: Path, section: str = "spec") -> dict:
+    """Return the JSON Schema of `.spec` or `.status` from the storage version of the CRD file."""
     with open(crd_path, encoding="utf-8") as handle:
         crd = yaml.safe_load(handle)
     storage = [version for version in crd["spec"]["versions"] if version.get("storage")]
     if len(storage) != 1:
         raise ValueError(f"{crd_path}: expected exactly one storage version, found {len(storage)}")
-    schema = copy.deepcopy(storage[0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    schema = copy.deepcopy(storage[0]["schema"]["openAPIV3Schema"]["properties"][section])
     _forbid_undeclared_fields(schema)
     return schema
+
+
+def load_spec_schema(crd_path: Path) -> dict:
+    """Return the JSON Schema of `.spec` from the CRD file."""
+    return load_crd_schema(crd_path, "spec")
 
 
 def _forbid_undeclared_fields(node: dict) -> None:

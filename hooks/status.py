@@ -113,10 +113,18 @@ def decision_status(*, decision: dict, flavours: list[Flavour], ceilings: list[C
         "carbonForecastNext": _number(carbon.get("next")),
         "forecastSchedule": _forecast(carbon.get("slots")),
         "diagnostics": decision.get("diagnostics") if isinstance(decision.get("diagnostics"), dict) else None,
-        "ledger": ((decision.get("state") or {}).get("ledger")) or None,
+        "ledger": _without_nulls((decision.get("state") or {}).get("ledger")),
         "lastDecision": compact_decision(decision),
     }
     return {key: value for key, value in fields.items() if value not in (None, [], {})}
+
+
+def _without_nulls(value: object) -> dict | None:
+    # The CRD types ledger fields without `nullable`, so the API server would
+    # reject a null (the engine sends updatedAt: null before its first update).
+    if not isinstance(value, dict):
+        return None
+    return {key: item for key, item in value.items() if item is not None} or None
 
 
 def _number(value: object) -> float | int | None:

@@ -213,6 +213,7 @@ def _keep(ctx: SyncContext, failed: Condition, *, retry: bool = False) -> dict:
                          "parent.status to preserve; retry later")
     log.info("schedule=%s event=children-kept condition=%s reason=%s children=%d",
              ctx.key, failed.type, failed.reason, len(children))
+    ctx.conditions = [c for c in ctx.conditions if c.type != failed.type]
     ctx.conditions.append(failed)
     ctx.conditions.append(Condition("Ready", "False", failed.reason, failed.message))
     resync = ctx.config.retry_seconds if retry else None

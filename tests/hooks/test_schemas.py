@@ -7,9 +7,10 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
 from hooks.engine_client import InProcessEngine
-from hooks.spec import load_spec_schema, schema_problems
+from hooks.spec import load_crd_schema, load_spec_schema, schema_problems
 from hooks.sync import sync
 from tests.hooks.conftest import NOW, load_request, validate_child
 from tests.hooks.fakes import FakeEngine
@@ -66,6 +67,24 @@ def test_schema_check_rejects_unknown_fields(config):
     deployment["spec"]["replicaz"] = 2
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_child(deployment)
+
+
+STATUS_CASES = {
+    "first sync": ("sync-first-three-flavours.json", lambda: FakeEngine()),
+    "steady state": ("sync-steady-state.json", lambda: FakeEngine()),
+    "invalid spec": ("sync-invalid-spec.json", lambda: FakeEngine()),
+    "real engine": ("sync-steady-state.json", lambda: InProcessEngine.create()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATUS_CASES))
+def test_status_survives_crd_schema_unpruned(config, case):
+    fixture, engine = STATUS_CASES[case]
+    status = sync(load_request(fixture), engine=engine(), config=config, now=NOW)["status"]
+    # Undeclared fields count as errors here, because the API server would prune them.
+    validator = Draft202012Validator(load_crd_schema(CRD_PATH, "status"))
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(status)]
+    assert errors == []
 
 
 def test_crd_is_a_valid_customresourcedefinition():
