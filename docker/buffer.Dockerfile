@@ -30,7 +30,9 @@ COPY buffer/ buffer/
 USER 10001:10001
 
 FROM runtime AS consumer
-# The consumer serves its metrics on CONSUMER_METRICS_PORT when that is set.
+# The consumer serves its metrics on CONSUMER_METRICS_PORT when that is set;
+# the rendered consumer Deployment sets it to 9100.
+EXPOSE 9100
 CMD ["python", "-m", "buffer.consumer"]
 
 # The router is the last stage, so a build without --target gives the router.

@@ -9,6 +9,7 @@ imported there in a fresh interpreter, with the repository off sys.path.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.gitops.image_contents import (
     IMAGES,
@@ -220,3 +222,46 @@ def test_first_party_closure_follows_imports():
 
     assert "hooks.sync" in closure
     assert not any(module.startswith("engine") for module in closure)
+
+
+def exposed_ports(image: Image) -> set[int]:
+    return {
+        int(port.split("/")[0])
+        for i in dockerfile_instructions(image.dockerfile)
+        if i.keyword == "EXPOSE"
+        for port in i.arguments.split()
+    }
+
+
+def manifest_container_port(path: Path, name: str) -> int:
+    for document in yaml.safe_load_all(path.read_text()):
+        if document and document["kind"] == "Deployment" and document["metadata"]["name"] == name:
+            return document["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    raise LookupError(f"no Deployment {name} in {path}")
+
+
+def test_exposed_ports_match_deployments():
+    from hooks.children import CONSUMER_METRICS_PORT, ROUTER_PORT
+
+    expected = {
+        "engine": {manifest_container_port(REPO / "metacontroller" / "engine.yaml", "carbonrouter-engine")},
+        "hooks": {manifest_container_port(REPO / "metacontroller" / "hooks.yaml", "carbonrouter-hooks")},
+        "carbonstat": {
+            manifest_container_port(
+                REPO / "argocd" / "workloads" / "carbonstat" / "deployment-high.yaml", "carbonstat-high"
+            )
+        },
+        "buffer": {ROUTER_PORT, CONSUMER_METRICS_PORT},
+    }
+
+    for image in IMAGES:
+        assert exposed_ports(image) == expected[image.name], image.name
+
+
+@pytest.mark.parametrize("image", [i for i in IMAGES if i.name != "buffer"], ids=lambda i: i.name)
+def test_gunicorn_binds_exposed_port(image):
+    command = next(i.arguments for i in dockerfile_instructions(image.dockerfile) if i.keyword == "CMD")
+    words = json.loads(command)
+
+    bind = words[words.index("--bind") + 1]
+    assert int(bind.rsplit(":", 1)[1]) in exposed_ports(image)
