@@ -18,7 +18,8 @@ import time
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=float, default=60.0, help="maximum wall time in seconds (default 60)")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="maximum wall time in seconds (default 60)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out:

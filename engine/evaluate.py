@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from engine.carbon.trace import DEFAULT_ACTUAL, DEFAULT_FORECAST, Trace, load_trace
+from engine.evaluation.demand import DEMAND_FORECASTS
 from engine.evaluation.replay import CURRENT_MODES, TraceKnowledge
 from engine.evaluation.report import Row, format_table, summarise, write_chart, write_csv, write_window_csv
 from engine.evaluation.simulate import (
@@ -134,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quality window length in hours, aligned to the Unix epoch (default 24)")
     parser.add_argument("--demand", choices=DEMAND_SHAPES, default="flat",
                         help="demand profile: flat, or daily (0.4x the mean at 04:00 UTC, 1.6x at 16:00 UTC)")
+    parser.add_argument("--demand-forecast", choices=DEMAND_FORECASTS, default="exact",
+                        help="demand forecast the policies see: the profile itself (exact), the "
+                             "previous slot's requests repeated (last-slot), or the same slot a day earlier "
+                             "(seasonal) (default exact)")
     parser.add_argument("--requests-per-slot", type=float, default=1000.0,
                         help="mean requests per half-hour slot (default 1000)")
     parser.add_argument("--interval-minutes", type=float, default=30.0,
@@ -189,6 +194,7 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         intensity_ceiling=args.intensity_ceiling,
         options=dict(args.option),
         seed=args.seed,
+        demand_forecast=args.demand_forecast,
     )
 
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from engine.carbon.trace import Trace
+from engine.evaluation.demand import DemandErrorTracker, demand_forecast
 from engine.evaluation.replay import TraceKnowledge
 from engine.ledger import CreditLedger, window_start_for
 from engine.model import SLOT, Flavour, PolicyContext
@@ -58,6 +59,7 @@ class Scenario:
     intensity_ceiling: float = 250.0
     options: dict = field(default_factory=dict)
     seed: int = 0
+    demand_forecast: str = "exact"  # one of engine.evaluation.demand.DEMAND_FORECASTS
 
     def slot_demand(self, start: datetime) -> float:
         """Return the requests expected in the slot starting at `start`."""
@@ -127,6 +129,7 @@ def run_policy(name: str, *, trace: Trace, knowledge: TraceKnowledge, scenario: 
     count = len(trace.actuals)
     requests, precision_sum, emissions = np.zeros(count), np.zeros(count), np.zeros(count)
     window_emissions = WindowEmissions(scenario)
+    demand_error = DemandErrorTracker(window=scenario.window)
 
     weights: dict[str, int] = {}
     evaluations = 0
@@ -139,12 +142,17 @@ def run_policy(name: str, *, trace: Trace, knowledge: TraceKnowledge, scenario: 
             # Decide at every evaluation instant and, like the engine whose decisions are valid
             # until the slot ends at most, at every slot start. In between the weights stay.
             if step == 0 or (now - trace.first) % scenario.interval == timedelta(0):
-                options = {**scenario.options, "windowEmissions": window_emissions.totals(now)}
+                demand = demand_forecast(scenario.demand_forecast, slots=carbon.slots,
+                                         profile=scenario.slot_demand, served=requests, current=slot,
+                                         first=trace.first)
+                if step == 0:
+                    demand_error.expect(now=now, demand=demand, slots=carbon.slots)
+                options = {"windowEmissions": window_emissions.totals(now), **demand_error.options(),
+                           **scenario.options}
                 ctx = PolicyContext(
                     flavours=scenario.flavours, carbon=carbon, ledger=ledger.view(now), now=now,
-                    demand=tuple(scenario.slot_demand(s.start) for s in carbon.slots), window=scenario.window,
-                    intensity_floor=scenario.intensity_floor, intensity_ceiling=scenario.intensity_ceiling,
-                    evaluation=evaluations, options=options)
+                    demand=demand, window=scenario.window, intensity_floor=scenario.intensity_floor,
+                    intensity_ceiling=scenario.intensity_ceiling, evaluation=evaluations, options=options)
                 weights = integer_weights(policy.decide(ctx).shares, names)
                 evaluations += 1
 
@@ -157,6 +165,7 @@ def run_policy(name: str, *, trace: Trace, knowledge: TraceKnowledge, scenario: 
             emissions[slot] += served * trace.actuals[slot] * mix_energy
             ledger.record(now=now, requests=served, precision_sum=served * mix_precision)
             window_emissions.add(now=now, requests=served, intensity=carbon.current, mix_energy=mix_energy)
+        demand_error.observe(requests[slot])
 
     return Outcome(name=name, kind="policy", requests=requests, precision_sum=precision_sum,
                    emissions=emissions, seconds=time.perf_counter() - started)

@@ -27,12 +27,15 @@ constraint does not depend on intensity. What can push a window below target
 is demand arriving where the plan did not expect it and weight rounding. So
 the plan uses a tighter target error,
 
-    planned = targetError - remaining * (hedge + demandError * targetError)
+    planned = targetError - remaining * (hedge + demandError * spread)
 
 where `remaining` is the forecast share of the window's requests that are
 still to come, `hedge` (option, default 0.001) covers rounding, and
 `demandError` (option, relative, default 0 when demand is given for the whole
 horizon and 0.1 when the policy had to guess it) covers demand forecast error.
+`spread` is the largest gap between a hull flavour's error and the target,
+because a plan puts whole slots on one flavour and a demand error in such a
+slot moves the window's error by up to that much per request.
 The current slot's downgrade is also rounded down to whole percent, so that
 the integer weights the engine serves never deliver less precision than
 planned.
@@ -134,7 +137,8 @@ def _slot_demand(
 
 
 def planned_target_error(
-    *, target_error: float, horizon: Horizon, delivered_requests: float, options: dict
+    *, target_error: float, horizon: Horizon, delivered_requests: float, options: dict,
+    hull: tuple[Flavour, ...],
 ) -> tuple[float, float]:
     """Return the target error the plan aims for and the hedge margin taken off it."""
     hedge = _option_fraction(options, "hedge", DEFAULT_HEDGE)
@@ -143,7 +147,9 @@ def planned_target_error(
     remaining_demand = sum(horizon.demand)
     total = delivered_requests + remaining_demand
     remaining = remaining_demand / total if total > 0 else 1.0
-    margin = min(target_error, remaining * (hedge + demand_error * target_error))
+    # The most one request's error can differ from the target on any hull flavour.
+    spread = max(abs((1.0 - flavour.precision) - target_error) for flavour in hull)
+    margin = min(target_error, remaining * (hedge + demand_error * spread))
     return target_error - margin, margin
 
 
@@ -171,8 +177,10 @@ class ForecastOptimal(Policy):
     def decide(self, ctx: PolicyContext) -> PolicyResult:
         _, window_end, delivered, delivered_precision = window_bounds(ctx)
         horizon = build_horizon(ctx, window_end=window_end, delivered_requests=delivered)
-        target_error, margin = planned_target_error(target_error=ctx.ledger.target_error, horizon=horizon,
-                                                    delivered_requests=delivered, options=ctx.options)
+        hull = flavour_hull(ctx.flavours)
+        target_error, margin = planned_target_error(
+            target_error=ctx.ledger.target_error, horizon=horizon, delivered_requests=delivered,
+            options=ctx.options, hull=hull)
         plan = plan_window(
             flavours=ctx.flavours,
             intensities=horizon.intensities,
@@ -181,7 +189,6 @@ class ForecastOptimal(Policy):
             delivered_requests=delivered,
             delivered_precision_sum=min(delivered_precision, delivered),
         )
-        hull = flavour_hull(ctx.flavours)
         shares = round_down_downgrade(plan.shares[0], hull)
         return PolicyResult(shares=shares, diagnostics=_diagnostics(
             plan=plan, horizon=horizon, shares=shares, hull=hull, target_error=target_error, margin=margin,
