@@ -71,6 +71,10 @@ class HttpEngine:
         self.session = session or requests.Session()
 
     def put_config(self, namespace: str, name: str, configuration: dict) -> dict:
+        # NOTE: requests applies `timeout` to the connection and to each socket read,
+        # not to the whole call, so an engine that trickles bytes could hold a sync
+        # longer. The engine's responses are small JSON documents, so in practice they
+        # arrive in one read and this bounds the call.
         url = self.base_url + config_path(namespace, name)
         try:
             response = self.session.put(url, json=configuration, timeout=self.timeout)

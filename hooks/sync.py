@@ -140,7 +140,8 @@ def sync(request: dict, *, engine: EngineClient, config: HookConfig, now: dateti
     clamp_message = "; ".join(clamped) or "every engine ceiling is within its replica bounds"
     ctx.conditions.append(Condition("CeilingsClamped", "True" if clamped else "False",
                                     "CeilingOutOfBounds" if clamped else "WithinBounds", clamp_message))
-    ctx.conditions.append(_ready(ctx, children=children, reachable=reachable))
+    ctx.conditions.append(_ready(ctx, children=children, reachable=reachable,
+                                 target_problem=_target_problem(related, spec=spec)))
     fresh = decision_status(decision=decision, flavours=flavours, ceilings=ceilings)
     resync = _resync_seconds(ctx, decision=decision, spec=spec) if reachable else config.retry_seconds
     return _response(ctx, children=children, fresh=fresh, resync=resync)
@@ -188,10 +189,25 @@ def _decision(ctx: SyncContext, *, spec: dict, flavours: list[Flavour],
     return decision, True
 
 
-def _ready(ctx: SyncContext, *, children: list[dict], reachable: bool) -> Condition:
+def _target_problem(related: dict, *, spec: dict) -> str | None:
+    """Say what is wrong with the target Service, or None when it exists with the spec's port."""
+    name, port = spec["target"]["service"], spec["target"]["port"]
+    service = (related.get(SERVICE_KEY) or {}).get(name)
+    if service is None:
+        return f"target Service {name} not found in the schedule's namespace"
+    ports = [p.get("port") for p in (service.get("spec") or {}).get("ports") or []]
+    if port not in ports:
+        return f"target Service {name} has no port {port} (ports: {ports}); set spec.target.port"
+    return None
+
+
+def _ready(ctx: SyncContext, *, children: list[dict], reachable: bool,
+           target_problem: str | None) -> Condition:
     if not reachable:
         return Condition("Ready", "False", "EngineUnavailable",
                          "children rendered from the last stored decision")
+    if target_problem:
+        return Condition("Ready", "False", "TargetServiceInvalid", target_problem)
     missing = [f"{c['kind']}/{c['metadata']['name']}" for c in children if not _observed(ctx.observed, c)]
     if missing:
         return Condition("Ready", "False", "ChildrenPending", f"waiting for {', '.join(missing)}")

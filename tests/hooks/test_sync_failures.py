@@ -269,3 +269,22 @@ def test_ceiling_above_maximum_is_clamped(config):
     )
     assert consumer["spec"]["maxReplicaCount"] == 6
     assert "consumer ceiling 60 clamped to 6" in condition(response, "CeilingsClamped")["message"]
+
+
+def test_missing_target_service_renders_but_not_ready(config):
+    request = load_request("sync-steady-state.json")
+    request["related"]["Service.v1"] = {}
+    response = sync(request, engine=FakeEngine(), config=config, now=NOW)
+    assert len(response["children"]) == 12
+    ready = condition(response, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TargetServiceInvalid")
+    assert "target Service checkout not found" in ready["message"]
+
+
+def test_target_port_mismatch_is_reported(config):
+    request = load_request("sync-steady-state.json")
+    request["parent"]["spec"]["target"]["port"] = 9090
+    response = sync(request, engine=FakeEngine(), config=config, now=NOW)
+    ready = condition(response, "Ready")
+    assert ready["reason"] == "TargetServiceInvalid"
+    assert "has no port 9090 (ports: [8080])" in ready["message"]
