@@ -147,7 +147,8 @@ def _forecast(slots: object) -> list | None:
     kept = []
     for slot in slots[:MAX_FORECAST_SLOTS]:
         if isinstance(slot, dict):
-            kept.append({key: slot[key] for key in ("from", "to", "intensity") if slot.get(key) is not None})
+            kept.append({key: slot[key] for key in ("from", "to", "intensity", "actual")
+                         if slot.get(key) is not None})
     return kept or None
 
 
