@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from engine.ledger import CreditLedger, format_time
-from engine.model import CarbonSnapshot, Flavour
+from engine.model import CarbonSlot, CarbonSnapshot, Flavour
 from engine.throttle import Throttle
 
 MAX_SLOTS_SHOWN = 48  # 24 h of half-hour slots; the planner's full horizon stays internal
@@ -66,17 +67,20 @@ def average_precision(flavours: tuple[Flavour, ...], weights: dict[str, int]) ->
 _last_slots: tuple[tuple, list] | None = None
 
 
+@lru_cache(maxsize=4096)
+def render_slot(slot: CarbonSlot) -> dict:
+    """Return one slot's JSON, cached by value because sources rebuild equal slots per snapshot."""
+    return {"from": format_time(slot.start), "to": format_time(slot.end), "intensity": slot.intensity,
+            "actual": slot.actual}
+
+
 def render_slots(slots: tuple) -> list[dict]:
     """Return the JSON of the first slots (the list is shared; callers must not change it)."""
     global _last_slots
     cached = _last_slots
     if cached is not None and cached[0] is slots:
         return cached[1]
-    rendered = [
-        {"from": format_time(slot.start), "to": format_time(slot.end), "intensity": slot.intensity,
-         "actual": slot.actual}
-        for slot in slots[:MAX_SLOTS_SHOWN]
-    ]
+    rendered = [render_slot(slot) for slot in slots[:MAX_SLOTS_SHOWN]]
     _last_slots = (slots, rendered)
     return rendered
 
