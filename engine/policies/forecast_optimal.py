@@ -90,50 +90,53 @@ def window_bounds(ctx: PolicyContext) -> tuple[datetime, datetime, float, float]
 
 def build_horizon(ctx: PolicyContext, *, window_end: datetime, delivered_requests: float) -> Horizon:
     """Line up intensity and demand for every slot from now to the window end."""
-    carbon_blind = not ctx.carbon.available or not ctx.carbon.slots
     intensities: list[float] = []
     fractions: list[float] = []
+    positions: list[int] = []  # index of each horizon slot in ctx.carbon.slots and ctx.demand
     cursor = ctx.now
-    if not carbon_blind:
-        for slot in ctx.carbon.slots:
-            if slot.start >= window_end or slot.end <= cursor:
-                continue
-            covered = min(slot.end, window_end) - max(slot.start, cursor)
-            if covered <= timedelta(0):
-                continue
-            intensities.append(max(0.0, float(slot.intensity)))
-            fractions.append(covered / (slot.end - slot.start))
-            cursor = min(slot.end, window_end)
+    slots = ctx.carbon.slots if ctx.carbon.available else ()
+    for position, slot in enumerate(slots):
+        covered = min(slot.end, window_end) - max(slot.start, cursor)
+        if slot.start >= window_end or covered <= timedelta(0):
+            continue
+        intensities.append(max(0.0, float(slot.intensity)))
+        fractions.append(covered / (slot.end - slot.start))
+        positions.append(position)
+        cursor = min(slot.end, window_end)
     forecast_slots = len(intensities)
 
     # Slots past the forecast (or all of them without carbon data) get a neutral intensity.
     filler = sum(intensities) / len(intensities) if intensities else 1.0
+    position = positions[-1] + 1 if positions else 0
     while cursor < window_end:
         slot_end = min(window_end, _EPOCH + ((cursor - _EPOCH) // SLOT + 1) * SLOT)
         intensities.append(filler)
         fractions.append((slot_end - cursor) / SLOT)
+        positions.append(position)
+        position += 1
         cursor = slot_end
 
-    demand, demand_given = _slot_demand(ctx, count=len(intensities), delivered_requests=delivered_requests,
+    demand, demand_given = _slot_demand(ctx, positions=positions, delivered_requests=delivered_requests,
                                         window_end=window_end)
     scaled = tuple(load * fraction for load, fraction in zip(demand, fractions, strict=True))
     return Horizon(intensities=tuple(intensities), demand=scaled, forecast_slots=forecast_slots,
-                   demand_given=demand_given, carbon_blind=carbon_blind)
+                   demand_given=demand_given, carbon_blind=forecast_slots == 0)
 
 
 def _slot_demand(
-    ctx: PolicyContext, *, count: int, delivered_requests: float, window_end: datetime
+    ctx: PolicyContext, *, positions: list[int], delivered_requests: float, window_end: datetime
 ) -> tuple[list[float], bool]:
-    """Return whole-slot demand for `count` slots and whether ctx.demand covered them all."""
-    known = [max(0.0, float(value)) for value in ctx.demand if math.isfinite(float(value))]
+    """Return whole-slot demand at each position of ctx.demand, and whether ctx.demand had them all."""
+    known = {index: max(0.0, float(value)) for index, value in enumerate(ctx.demand)
+             if math.isfinite(float(value))}
     if known:
-        fallback = sum(known) / len(known)
+        fallback = sum(known.values()) / len(known)
     else:
         # Delivered requests per slot so far in this window, or 1.0 when nothing is known.
         elapsed = (ctx.now - (window_end - ctx.window)) / SLOT
         fallback = delivered_requests / elapsed if elapsed > 0 and delivered_requests > 0 else 1.0
-    demand = [known[index] if index < len(known) else fallback for index in range(count)]
-    return demand, len(known) >= count
+    demand = [known.get(position, fallback) for position in positions]
+    return demand, all(position in known for position in positions)
 
 
 def planned_target_error(

@@ -11,7 +11,12 @@ import pytest
 from engine.model import SLOT, CarbonSlot, CarbonSnapshot, Flavour, LedgerView, PolicyContext
 from engine.planner import plan_window
 from engine.policies import POLICIES, integer_weights
-from engine.policies.forecast_optimal import ForecastOptimal, plan_throttle_thresholds, round_down_downgrade
+from engine.policies.forecast_optimal import (
+    ForecastOptimal,
+    build_horizon,
+    plan_throttle_thresholds,
+    round_down_downgrade,
+)
 from engine.throttle import compute_throttle
 
 FLAVOURS = (Flavour("high", 1.0, 1.0), Flavour("mid", 0.5, 0.6), Flavour("low", 0.3, 0.3))
@@ -247,3 +252,25 @@ def test_hedge_shrinks_as_window_fills():
     assert early.diagnostics["hedge"] == pytest.approx(0.001 + 0.1 * 0.55)
     # A quarter of the window's requests are still to come.
     assert late.diagnostics["hedge"] == pytest.approx(0.25 * (0.001 + 0.1 * 0.55))
+
+
+def test_stale_snapshot_counts_as_no_forecast():
+    now = DAY + timedelta(hours=3)
+    stale = snapshot(DAY, [250.0] * 4)  # slots 00:00-02:00, all before now
+    ctx = PolicyContext(flavours=FLAVOURS, carbon=stale, now=now, demand=(),
+                        ledger=LedgerView(target_error=0.15))
+    result = ForecastOptimal().decide(ctx)
+
+    assert result.diagnostics["carbonBlind"] is True
+    assert result.diagnostics["forecastSlots"] == 0
+    assert result.diagnostics["horizonSlots"] == 42
+
+
+def test_missing_demand_value_keeps_slot_alignment():
+    demand = [10.0, float("nan"), 200.0] + [10.0] * 45
+    ctx = context(DAY, [100.0] * 48, demand=demand)
+    horizon = build_horizon(ctx, window_end=DAY + timedelta(days=1), delivered_requests=0.0)
+
+    assert horizon.demand[2] == 200.0
+    assert horizon.demand[1] == pytest.approx((10.0 * 46 + 200.0) / 47)
+    assert horizon.demand_given is False
