@@ -9,6 +9,7 @@ are still cached.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -100,6 +101,31 @@ def render_carbon(carbon: CarbonSnapshot) -> dict:
     }
 
 
+def json_safe(value, *, depth: int = 0):
+    """Return `value` as plain JSON data: non-finite floats become None, unknown types become strings.
+
+    Policy diagnostics may hold numpy scalars or NaN, which would make the
+    response fail or produce JSON that strict parsers reject.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 8:
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): json_safe(item, depth=depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item, depth=depth + 1) for item in value]
+    try:
+        number = float(value)  # numpy scalars and Decimal
+    except (TypeError, ValueError):
+        return str(value)
+    return number if math.isfinite(number) else None
+
+
 def render_decision(
     decision: Decision,
     *,
@@ -137,7 +163,7 @@ def render_decision(
         "processing": {**decision.throttle.to_json(), "ceilings": dict(decision.ceilings)},
         "carbon": render_carbon(decision.carbon),
         "evaluator": evaluator,
-        "diagnostics": dict(decision.diagnostics),
+        "diagnostics": json_safe(decision.diagnostics),
         "state": state,
     }
     if decision.manual is not None:

@@ -307,3 +307,27 @@ def test_global_policy_reads_window_emissions(client, clock):
     clock.advance(seconds=61)
     decision = client.get("/schedule/default/carbonstat").get_json()
     assert decision["diagnostics"]["emissionsFactor"] > 1.0
+
+
+def test_policy_diagnostics_made_json_safe(client, source):
+    import numpy as np
+
+    from engine.app import create_app
+    from engine.config import EngineConfig
+    from engine.policies.base import Policy, PolicyResult
+    from tests.engine.fakes import Clock, fake_factory
+
+    class NumpyPolicy(Policy):
+        name = "credit-greedy"
+
+        def decide(self, ctx):
+            return PolicyResult(shares={"high": 1.0},
+                                diagnostics={"ratio": np.float64(0.5), "missing": float("nan"),
+                                             "plan": (np.int64(3), float("inf"))})
+
+    app = create_app(EngineConfig(source_factory=fake_factory(source), clock=Clock(), demand_forecast=False,
+                                  policy_factory=lambda name: NumpyPolicy()))
+    response = app.test_client().put("/config/default/carbonstat", json=CONFIG)
+    assert response.status_code == 200
+    assert response.get_json()["diagnostics"] == {"ratio": 0.5, "missing": None, "plan": [3.0, None]}
+    assert "NaN" not in response.get_data(as_text=True)
