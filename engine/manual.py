@@ -42,7 +42,12 @@ def validate_manual(body, *, flavours: tuple[Flavour, ...], ttl_max: timedelta) 
         raise ValidationError([FieldError("body", "must be a JSON object")])
     known = {flavour.name: flavour for flavour in flavours}
     weights: dict[str, int] = {}
-    raw_weights = require_object(body.get("flavourWeights"), field_name="flavourWeights", errors=errors)
+    if "flavourWeights" not in body:
+        errors.append(FieldError("flavourWeights",
+                                 "missing; give whole-number weights per flavour summing to 100"))
+        raw_weights = None
+    else:
+        raw_weights = require_object(body["flavourWeights"], field_name="flavourWeights", errors=errors)
     for name, value in (raw_weights or {}).items():
         path = f"flavourWeights.{name}"
         if name not in known:

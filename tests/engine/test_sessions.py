@@ -331,3 +331,11 @@ def test_policy_diagnostics_made_json_safe(client, source):
     assert response.status_code == 200
     assert response.get_json()["diagnostics"] == {"ratio": 0.5, "missing": None, "plan": [3.0, None]}
     assert "NaN" not in response.get_data(as_text=True)
+
+
+def test_manual_without_weights_names_field(configured):
+    response = configured.post("/schedule/default/carbonstat/manual", json={"ttlSeconds": 60})
+    assert response.status_code == 400
+    details = response.get_json()["details"]
+    assert details == [{"field": "flavourWeights",
+                        "message": "missing; give whole-number weights per flavour summing to 100"}]
