@@ -29,6 +29,7 @@ import jsonschema
 import kubernetes_validate
 import pydantic
 import yaml
+from filelock import FileLock
 
 from tests.gitops.argocd_model_fields import TypeDeclarations, argocd_types_folder
 
@@ -234,20 +235,25 @@ def node_workdir() -> Path:
     cache = Path(
         os.environ.get("CARBONROUTER_NODE_CACHE", Path.home() / ".cache" / "carbonrouter-argocd-models")
     )
-    lock = (NODE_PROJECT / "package-lock.json").read_text()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    expected_lock = (NODE_PROJECT / "package-lock.json").read_text()
     installed_lock = cache / "package-lock.json"
-    if (
-        not (cache / "node_modules").is_dir()
-        or not installed_lock.exists()
-        or installed_lock.read_text() != lock
-    ):
-        cache.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copyfile(NODE_PROJECT / name, cache / name)
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=cache, check=True, timeout=300
+
+    # Several pytest runs may share the cache, so one installs while the others wait.
+    with FileLock(f"{cache}.lock", timeout=600):
+        current = (
+            (cache / "node_modules").is_dir()
+            and installed_lock.exists()
+            and installed_lock.read_text() == expected_lock
         )
-    shutil.copyfile(NODE_PROJECT / "validate.mjs", cache / "validate.mjs")
+        if not current:
+            cache.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(NODE_PROJECT / "package.json", cache / "package.json")
+            shutil.copyfile(NODE_PROJECT / "package-lock.json", installed_lock)
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=cache, check=True, timeout=300
+            )
+        shutil.copyfile(NODE_PROJECT / "validate.mjs", cache / "validate.mjs")
     return cache
 
 
