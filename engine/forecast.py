@@ -147,10 +147,11 @@ def _holt_winters(series: np.ndarray, *, horizon: int, season: int, seasonal: st
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     _ignore_fit_warnings()
-    fitted = ExponentialSmoothing(
-        series, trend="add", damped_trend=True, seasonal=seasonal, seasonal_periods=season
-    ).fit()
-    return np.asarray(fitted.forecast(horizon), dtype=float)
+    with _single_blas_thread():
+        fitted = ExponentialSmoothing(
+            series, trend="add", damped_trend=True, seasonal=seasonal, seasonal_periods=season
+        ).fit()
+        return np.asarray(fitted.forecast(horizon), dtype=float)
 
 
 def _stl_ets(series: np.ndarray, *, horizon: int, season: int) -> np.ndarray:
@@ -158,13 +159,27 @@ def _stl_ets(series: np.ndarray, *, horizon: int, season: int) -> np.ndarray:
     from statsmodels.tsa.forecasting.stl import STLForecast
 
     _ignore_fit_warnings()
-    fitted = STLForecast(
-        series,
-        ETSModel,
-        model_kwargs={"error": "add", "trend": "add", "damped_trend": True},
-        period=season,
-    ).fit(fit_kwargs={"disp": False})
-    return np.asarray(fitted.forecast(horizon), dtype=float)
+    with _single_blas_thread():
+        fitted = STLForecast(
+            series,
+            ETSModel,
+            model_kwargs={"error": "add", "trend": "add", "damped_trend": True},
+            period=season,
+        ).fit(fit_kwargs={"disp": False})
+        return np.asarray(fitted.forecast(horizon), dtype=float)
+
+
+def _single_blas_thread():
+    """Limit OpenBLAS to one thread while a model is fitted.
+
+    The matrices are tiny, so extra BLAS threads only spin. Measured on a
+    2-vCPU machine under load: a 430-point Holt-Winters fit took 1.95 s of CPU
+    with the default thread pool and 0.35 s with one thread. The limit is
+    process-wide while it lasts (OpenBLAS has no per-thread setting).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _ignore_fit_warnings() -> None:
