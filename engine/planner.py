@@ -3,9 +3,10 @@
 Inputs are the flavours (precision, energy), the intensity forecast and the
 expected demand of every slot from now to the end of the current quality
 window, and the requests and precision already delivered in that window. The
-planner chooses the share x_tf of each slot t for each flavour f so that
-expected emissions, sum_t D_t * I_t * sum_f x_tf * e_f, are minimal while the
-window's request-weighted average precision stays at or above 1 - target_error.
+planner chooses the share x_tf of each slot t for each flavour f. Expected
+emissions, sum_t D_t * I_t * sum_f x_tf * e_f, must be minimal, and the
+window's request-weighted average precision must stay at or above
+1 - target_error.
 
 With linear costs this is a linear program with one coupling constraint, and a
 greedy solves it exactly:

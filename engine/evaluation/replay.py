@@ -1,4 +1,4 @@
-"""What the engine knows of the grid at each moment of a replayed trace.
+"""The carbon data available to the engine at each moment of a replayed trace.
 
 The knowledge at source time `now` follows the engine's own trace replay:
 
@@ -30,7 +30,7 @@ CURRENT_MODES = ("actual", "forecast")
 
 
 class TraceKnowledge:
-    """Builds and caches the carbon snapshot a policy sees at each slot of a trace."""
+    """Builder and cache of the carbon snapshot given to policies at each slot of a trace."""
 
     def __init__(self, trace: Trace, *, horizon_slots: int = 96, extension: str = "seasonal-naive",
                  current: str = "actual") -> None:

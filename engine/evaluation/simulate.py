@@ -2,10 +2,11 @@
 
 A policy run behaves like the engine with a perfectly obedient router:
 
-- every `interval`, and at every slot start because the engine's decisions
-  expire when their slot ends, the policy decides from the snapshot of `TraceKnowledge`,
-  the credit ledger's view and the demand profile, and the engine's
-  `integer_weights` turn its shares into the percentages the router serves;
+- the policy decides every `interval` and at every slot start, because the
+  engine's decisions expire when their slot ends. It reads the snapshot of
+  `TraceKnowledge`, the credit ledger's view and the demand forecast. The
+  engine's `integer_weights` turn its shares into the percentages the router
+  serves;
 - each tick (the greatest common divisor of the interval and a slot) serves
   the demand of that tick with the current weights, charges emissions with the
   slot's actual intensity and feeds the realised requests and precision to

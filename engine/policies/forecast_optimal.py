@@ -1,11 +1,11 @@
 """The `forecast-optimal` policy: plan the rest of the quality window, apply the current slot.
 
 At every evaluation the policy builds the horizon from the slot containing
-`now` to the end of the current quality window (fixed windows of
-`ctx.window` aligned to the Unix epoch, like the ledger's), hands the
-intensity forecast, the expected demand and the precision already delivered
-in the window (from the ledger) to `engine.planner.plan_window`, and returns
-the shares of the current slot only. The next evaluation plans again with the
+`now` to the end of the current quality window. Windows are fixed intervals
+of `ctx.window` aligned to the Unix epoch, like the ledger's. The policy hands
+the intensity forecast, the expected demand and the precision already
+delivered in the window (from the ledger) to `engine.planner.plan_window`,
+and returns the shares of the current slot only. The next evaluation plans again with the
 new ledger figures and forecast (receding horizon), so a forecast error in one
 slot is corrected by the slots after it.
 
@@ -150,7 +150,7 @@ def planned_target_error(
     remaining_demand = sum(horizon.demand)
     total = delivered_requests + remaining_demand
     remaining = remaining_demand / total if total > 0 else 1.0
-    # The most one request's error can differ from the target on any hull flavour.
+    # The maximum gap between one request's error and the target, over the hull flavours.
     spread = max(abs((1.0 - flavour.precision) - target_error) for flavour in hull)
     margin = min(target_error, remaining * (hedge + demand_error * spread))
     return target_error - margin, margin
