@@ -10,21 +10,22 @@ rather than faking that part.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 
 from devstack.processes import ComponentSpec
-from devstack.settings import FLAVOUR_NAMES, StackSettings
+from devstack.settings import FLAVOUR_NAMES, REPO_ROOT, StackSettings
 
 # Module that must exist for each component, and what runs it.
 ENTRY_POINTS = {
-    "engine": "engine.app",  # gunicorn 'engine.app:create_app()'
+    "engine": "engine.wsgi",  # gunicorn -c engine/gunicorn.conf.py engine.wsgi:app
     "hooks": "hooks.app",  # gunicorn 'hooks.app:create_app()'
     "carbonstat": "carbonstat.app",  # gunicorn 'carbonstat.app:create_app()'
     "consumer": "buffer.consumer",  # python -m buffer.consumer
     "router": "buffer.router",  # gunicorn 'buffer.router:create_app()'
 }
 
-# Where the bundled GB trace replay starts unless --trace-start says otherwise: on
+# Where the bundled GB trace replay starts unless --trace-start sets another: on
 # 2023-03-25 from 12:00 UTC intensity rises from 54 to 188 gCO2/kWh in six hours,
 # so a three-minute demo at the default 120x speed-up sees the mix move.
 BUNDLED_TRACE_START = "2023-03-25T12:00:00Z"
@@ -69,10 +70,10 @@ def gunicorn(app: str, *, settings: StackSettings, port: int, threads: int | Non
 
 
 def engine_spec(settings: StackSettings) -> ComponentSpec:
-    """The engine, replaying the carbon trace at the configured speed-up.
+    """The engine under its own gunicorn settings, replaying the trace at the configured speed-up.
 
-    One worker only, because the engine keeps its sessions in memory and a
-    second worker would hold a second, diverging copy of every schedule.
+    Its settings file runs one worker only, because the engine keeps its
+    sessions in memory and a second worker would hold a diverging copy.
     """
     env = {
         "ENGINE_DEFAULT_SCHEDULE": f"{settings.namespace}/{settings.name}",
@@ -86,9 +87,12 @@ def engine_spec(settings: StackSettings) -> ComponentSpec:
         env["CARBON_TRACE_START"] = settings.trace_start
     elif not settings.trace_actuals:
         env["CARBON_TRACE_START"] = BUNDLED_TRACE_START
+    env["ENGINE_BIND"] = f"{settings.host}:{settings.ports['engine']}"
+    env["ENGINE_THREADS"] = str(settings.threads)
+    config_file = str(REPO_ROOT / "engine" / "gunicorn.conf.py")
     return ComponentSpec(
         name="engine",
-        argv=gunicorn("engine.app:create_app()", settings=settings, port=settings.ports["engine"]),
+        argv=[sys.executable, "-m", "gunicorn", "-c", config_file, "--no-control-socket", "engine.wsgi:app"],
         env=env,
         health_url=settings.url("engine") + "/healthz",
         port=settings.ports["engine"],
@@ -136,19 +140,37 @@ def consumer_spec(settings: StackSettings) -> ComponentSpec:
         name="consumer",
         argv=[sys.executable, "-m", "buffer.consumer"],
         env=buffer_env(settings),
-        # The consumer serves only Prometheus metrics; an answer means its process is up.
+        # The consumer serves only Prometheus metrics, so a 200 there means its process is up.
         health_url=settings.url("consumer") + "/metrics",
         port=settings.ports["consumer"],
     )
 
 
 def router_spec(settings: StackSettings) -> ComponentSpec:
+    """The router under the buffer's own gunicorn settings (threaded workers, merged metrics)."""
+    metrics_dir = settings.run_dir / "prometheus-router"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env = {
+        **buffer_env(settings),
+        "ROUTER_BIND": f"{settings.host}:{settings.ports['router']}",
+        "ROUTER_WORKERS": "2",
+        "ROUTER_THREADS": "16",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    config_file = str(REPO_ROOT / "buffer" / "gunicorn_router.py")
     return ComponentSpec(
         name="router",
-        argv=gunicorn(
-            "buffer.router:create_app()", settings=settings, port=settings.ports["router"], threads=16
-        ),
-        env=buffer_env(settings),
+        argv=[
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            config_file,
+            "--no-control-socket",
+            "buffer.router:create_app()",
+        ],
+        env=env,
         health_url=settings.url("router") + "/healthz",
         port=settings.ports["router"],
     )

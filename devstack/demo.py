@@ -43,7 +43,7 @@ CLIENT_THREADS = 8
 
 @dataclass
 class DecisionSample:
-    """What the engine reported at one moment of the demo."""
+    """The engine's decision at one moment of the demo."""
 
     at: float
     intensity: float | None
@@ -262,7 +262,7 @@ def report(
 def interval_row(
     samples: list[Sample], sampler: DecisionSampler, *, bounds: tuple[float, float], index: int, energy: dict
 ) -> IntervalRow:
-    """Build one report row and add what the engine said during the interval."""
+    """Build one report row and add the engine's last decision of the interval."""
     start, end = bounds
     row = aggregate(samples, start=start, end=end, index=index, energy=energy, flavours=list(FLAVOUR_NAMES))
     decisions = [sample for sample in sampler.samples if start <= sample.at < end]

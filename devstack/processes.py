@@ -98,7 +98,7 @@ class Supervisor:
                 return
             if time.monotonic() > deadline:
                 raise StartError(
-                    f"{name} did not answer 200 at {spec.health_url} within {timeout:.0f} s; "
+                    f"{name} did not return 200 at {spec.health_url} within {timeout:.0f} s; "
                     f"see {self.log_path(name)}:\n" + self.log_tail(name)
                 )
             time.sleep(0.2)
@@ -161,7 +161,7 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 
 
 def probe(url: str, *, timeout: float = 1.0) -> bool:
-    """Return True when `url` answers 200 within `timeout` seconds."""
+    """Return True when `url` returns 200 within `timeout` seconds."""
     try:
         return requests.get(url, timeout=timeout).status_code == 200
     except requests.RequestException:

@@ -36,7 +36,7 @@ class Interrupted(Exception):
 
 
 class PreflightError(RuntimeError):
-    """Something the stack needs is missing before any process starts; the message says what to do."""
+    """Something the stack needs is missing before any process starts; the message gives the fix."""
 
 
 def broker_answers(url: str, *, timeout: float = 2.0) -> bool:

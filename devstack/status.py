@@ -17,7 +17,7 @@ from devstack.processes import probe
 
 
 class NotRunning(RuntimeError):
-    """No stack state file exists or its process is gone; the message says how to start one."""
+    """No stack state file exists or its process is gone; the message gives the command that starts one."""
 
 
 def fetch_decision(engine_url: str, key: str, *, timeout: float = 2.0) -> dict | None:

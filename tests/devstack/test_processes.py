@@ -16,7 +16,7 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie still answers kill(0); its state in /proc says it has exited.
+    # kill(0) succeeds on a zombie too, so the state field in /proc decides.
     try:
         with open(f"/proc/{pid}/stat") as handle:
             return handle.read().split()[2] != "Z"
@@ -86,7 +86,7 @@ def test_component_never_healthy_times_out(tmp_path):
     )
     process = supervisor.start(spec)
     try:
-        with pytest.raises(StartError, match="silent did not answer 200"):
+        with pytest.raises(StartError, match="silent did not return 200"):
             supervisor.wait_healthy("silent", timeout=1)
     finally:
         supervisor.stop_all(grace=1)
