@@ -68,6 +68,10 @@ class CountingEngine:
 def create_app(config: HookConfig | None = None, *, engine: EngineClient | None = None,
                clock=None) -> Flask:
     """Build the hooks app; `engine` and `clock` default to HTTP and the system clock."""
+    if not logging.getLogger().handlers:
+        # Under gunicorn nothing else configures logging; LOG_LEVEL picks the level.
+        logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = config or HookConfig.from_env()
     metrics = HookMetrics()
     engine = CountingEngine(engine or HttpEngine(config.engine_url, timeout=config.engine_timeout), metrics)
