@@ -73,6 +73,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates ship with the image; no stat() per render
     )
 
 
