@@ -54,6 +54,7 @@ class Evaluation:
     outcomes: list[Outcome]
     windows: list[slice]
     seconds: float
+    window_labels: list[str]  # start of each window, UTC
 
 
 def parse_flavour(text: str) -> Flavour:
@@ -114,7 +115,9 @@ def run_evaluation(*, trace: Trace, scenario: Scenario, policies: list[str], kno
     windows = window_slices(trace, window=scenario.window)
     rows = summarise(outcomes, baseline=baseline_emissions(trace=trace, scenario=scenario), windows=windows,
                      target_error=scenario.target_error)
-    return Evaluation(rows=rows, outcomes=outcomes, windows=windows, seconds=time.perf_counter() - started)
+    labels = [(trace.first + SLOT * window.start).strftime("%Y-%m-%dT%H:%MZ") for window in windows]
+    return Evaluation(rows=rows, outcomes=outcomes, windows=windows, seconds=time.perf_counter() - started,
+                      window_labels=labels)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,9 +207,10 @@ def write_outputs(evaluation: Evaluation, *, target_error: float, out: Path) -> 
     table = format_table(evaluation.rows, target_error=target_error)
     (out / "summary.md").write_text(table + "\n", encoding="utf-8")
     write_csv(evaluation.rows, out / "summary.csv")
-    write_window_csv(evaluation.outcomes, evaluation.windows, out / "windows.csv")
+    write_window_csv(evaluation.outcomes, evaluation.windows, out / "windows.csv",
+                     labels=evaluation.window_labels)
     write_chart(evaluation.rows, evaluation.outcomes, evaluation.windows, target_error=target_error,
-                path=out / "chart.png")
+                labels=evaluation.window_labels, path=out / "chart.png")
     return table
 
 

@@ -104,18 +104,19 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
             writer.writerow(asdict(row))
 
 
-def write_window_csv(outcomes: Sequence[Outcome], windows: Sequence[slice], path: Path) -> None:
+def write_window_csv(outcomes: Sequence[Outcome], windows: Sequence[slice], path: Path, *,
+                     labels: Sequence[str]) -> None:
     """Write the average precision of every window for every row (one column per row)."""
     table = {outcome.name: window_precisions(outcome, windows) for outcome in outcomes}
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["window", *table])
+        writer.writerow(["window_start_utc", *table])
         for index in range(max(len(values) for values in table.values())):
-            writer.writerow([index, *(f"{values[index]:.6f}" for values in table.values())])
+            writer.writerow([labels[index], *(f"{values[index]:.6f}" for values in table.values())])
 
 
 def write_chart(rows: Sequence[Row], outcomes: Sequence[Outcome], windows: Sequence[slice], *,
-                target_error: float, path: Path) -> None:
+                target_error: float, labels: Sequence[str], path: Path) -> None:
     """Draw reduction per row and window precision per row into one PNG."""
     import matplotlib
 
@@ -133,7 +134,9 @@ def write_chart(rows: Sequence[Row], outcomes: Sequence[Outcome], windows: Seque
         values = window_precisions(outcome, windows)
         lines.plot(np.arange(len(values)), values, marker="o", label=outcome.name)
     lines.axhline(1 - target_error, color="black", linestyle="--", label="target")
-    lines.set_xlabel("quality window")
+    short = [label[5:16].replace("T", " ") for label in labels]  # "03-21 00:00" of 2023-03-21T00:00Z
+    lines.set_xticks(np.arange(len(labels)), short, rotation=45, ha="right", fontsize="small")
+    lines.set_xlabel("quality window start (UTC)")
     lines.set_ylabel("average precision")
     lines.set_title("Average precision per window")
     lines.legend(fontsize="small")

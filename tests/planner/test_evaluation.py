@@ -124,7 +124,11 @@ def test_command_writes_table_csv_and_chart(tmp_path, capsys):
         names = [row["name"] for row in csv.DictReader(handle)]
     assert names == ["p100", "forecast-optimal", "optimum", "constant-mix"]
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "windows.csv").exists()
+    with (tmp_path / "windows.csv").open() as handle:
+        windows = list(csv.DictReader(handle))
+    assert len(windows) == 9
+    assert windows[0]["window_start_utc"] == "2023-03-21T00:00Z"
+    assert windows[-1]["window_start_utc"] == "2023-03-29T00:00Z"
 
 
 @pytest.mark.parametrize(
