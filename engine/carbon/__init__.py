@@ -180,6 +180,11 @@ def _trace_source(argument: str, settings: dict) -> TraceSource:
     if argument:
         actual, _, forecast = (part.strip() for part in argument.partition(","))
         actual_path, forecast_path = Path(actual), Path(forecast) if forecast else None
+    elif settings.get("trace_forecast") and not settings.get("trace_actual"):
+        raise ValueError(
+            "carbon setting trace_forecast is set without trace_actual: "
+            "set CARBON_TRACE_ACTUAL too, or unset CARBON_TRACE_FORECAST to use the bundled trace"
+        )
     elif settings.get("trace_actual"):
         actual_path = Path(settings["trace_actual"])
         forecast_path = Path(settings["trace_forecast"]) if settings.get("trace_forecast") else None

@@ -158,3 +158,8 @@ def test_custom_trace_target_and_settings(tmp_path):
         build_source("trace", timeout=1.0, cache_ttl=60.0, settings={"trace_speedup": "fast"})
     with pytest.raises(ValueError, match="outside the trace"):
         build_source("trace", timeout=1.0, cache_ttl=60.0, settings={"trace_start": "2020-01-01T00:00Z"})
+
+
+def test_trace_forecast_setting_needs_actual():
+    with pytest.raises(ValueError, match="CARBON_TRACE_ACTUAL"):
+        build_source("trace", timeout=1.0, cache_ttl=60.0, settings={"trace_forecast": "/tmp/forecast.csv"})
