@@ -215,6 +215,13 @@ class Registrar:
         self.last_error = None
         return max(MIN_RESYNC, min(resync, self.settings.resync_seconds))
 
+    def failing_condition(self) -> str | None:
+        """Return "Type: message" of the first condition the sync hook reported as not True."""
+        for condition in (self.status or {}).get("conditions") or []:
+            if condition.get("type") != "Ready" and condition.get("status") != "True":
+                return f"{condition.get('type')}: {condition.get('message') or condition.get('reason')}"
+        return None
+
     def _post_sync(self) -> float:
         url = self.settings.url("hooks") + "/sync"
         body = sync_request(

@@ -187,5 +187,7 @@ def watch(settings: StackSettings, supervisor: Supervisor, registrar: Registrar)
         line = status_line(decision, health=supervisor.health())
         if registrar.last_error:
             line += f"  SYNC FAILING: {registrar.last_error[:120]}"
+        elif registrar.failing_condition():
+            line += f"  NOT READY: {registrar.failing_condition()[:160]}"
         print(line, flush=True)
         time.sleep(settings.status_interval)

@@ -179,3 +179,16 @@ def test_registrar_rejects_reply_without_children(hooks_server):
     registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}))
     with pytest.raises(RegistrationError, match="no children list"):
         registrar.sync_once()
+
+
+def test_failing_condition_names_first_false(hooks_server):
+    conditions = [
+        {"type": "SpecValid", "status": "True"},
+        {"type": "EngineReachable", "status": "False", "message": "engine timed out after 3 s"},
+        {"type": "Ready", "status": "False", "message": "engine unreachable"},
+    ]
+    hooks = hooks_server([(200, {"status": {"conditions": conditions}, "children": []})])
+    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}))
+    assert registrar.failing_condition() is None
+    registrar.sync_once()
+    assert registrar.failing_condition() == "EngineReachable: engine timed out after 3 s"

@@ -1,0 +1,79 @@
+"""The run command's checks before anything starts, and its exit status when they fail."""
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from devstack.settings import DEFAULT_PORTS, StackSettings, free_ports
+from devstack.stack import PreflightError, preflight
+
+
+@pytest.fixture
+def listening_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    return free_ports(["x"])["x"]
+
+
+def test_preflight_names_busy_port_and_missing_broker(listening_port):
+    ports = free_ports(list(DEFAULT_PORTS))
+    ports["router"] = listening_port
+    settings = StackSettings(ports=ports, rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{closed_port()}/%2F")
+    with pytest.raises(PreflightError) as info:
+        preflight(settings)
+    message = str(info.value)
+    assert f"port {listening_port} (router) is already in use" in message
+    assert "--free-ports" in message
+    assert "no RabbitMQ answers at 127.0.0.1:" in message
+    assert "make rabbitmq" in message
+
+
+def test_run_exits_2_before_starting_anything(listening_port, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "run",
+            "--engine-port",
+            str(listening_port),
+            "--run-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"port {listening_port} (engine) is already in use" in result.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+def test_run_rejects_invalid_speed_up(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack", "run", "--speed-up", "-1", "--run-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--speed-up must be > 0, got -1.0" in result.stderr
+
+
+def test_status_without_stack_says_how_to_start(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack", "status", "--run-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "no running stack found" in result.stderr
+    assert "make run" in result.stderr
