@@ -127,11 +127,17 @@ def sync(request: dict, *, engine: EngineClient, config: HookConfig, now: dateti
     decision, reachable = _decision(ctx, spec=spec, flavours=flavours, engine=engine)
     if decision is None:
         return _keep(ctx, ctx.conditions.pop(), retry=True)
+    return _render(ctx, spec=spec, flavours=flavours, decision=decision, reachable=reachable,
+                   related=related)
 
-    # Render; a failure here is a bug, and CannotSync keeps Metacontroller from acting on it.
+
+def _render(ctx: SyncContext, *, spec: dict, flavours: list[Flavour], decision: dict, reachable: bool,
+            related: dict) -> dict:
+    """Render the children from a decision and report the status that goes with them."""
+    # A render failure is a bug, and CannotSync keeps Metacontroller from acting on it.
     try:
         children, ceilings = render_children(namespace=ctx.namespace, schedule=ctx.name, spec=spec,
-                                             flavours=flavours, decision=decision, config=config)
+                                             flavours=flavours, decision=decision, config=ctx.config)
     except Exception as error:
         log.exception("schedule=%s event=render-failed", ctx.key)
         raise CannotSync(f"rendering children failed: {type(error).__name__}: {error}") from error
@@ -143,7 +149,7 @@ def sync(request: dict, *, engine: EngineClient, config: HookConfig, now: dateti
     ctx.conditions.append(_ready(ctx, children=children, reachable=reachable,
                                  target_problem=_target_problem(related, spec=spec)))
     fresh = decision_status(decision=decision, flavours=flavours, ceilings=ceilings)
-    resync = _resync_seconds(ctx, decision=decision, spec=spec) if reachable else config.retry_seconds
+    resync = _resync_seconds(ctx, decision=decision, spec=spec) if reachable else ctx.config.retry_seconds
     return _response(ctx, children=children, fresh=fresh, resync=resync)
 
 
