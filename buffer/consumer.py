@@ -74,6 +74,8 @@ class Consumer:
         self.feedback = feedback or FeedbackReporter(config)
         self._executor = ThreadPoolExecutor(max_workers=config.prefetch, thread_name_prefix="forward")
         self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
         self._inflight: dict[str, list] = {}  # correlation id -> [(channel, delivery tag)]
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._stop = threading.Event()
@@ -197,6 +199,16 @@ class Consumer:
             log.exception("event=forward_crashed flavour=%s error=%r", target.name, error)
             response = RelayedResponse(502, (), b"consumer failed to forward the request", target.name)
         self._results.put((properties, response, target))
+        self._wake_connection_thread()
+
+    def _wake_connection_thread(self) -> None:
+        # One pending wake-up is enough: the connection thread clears the flag
+        # before draining, so a result queued before the flag was seen set is
+        # drained by the wake-up already on its way.
+        with self._wake_lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
         connection = self._connection
         try:
             if connection is not None:
@@ -205,6 +217,8 @@ class Consumer:
             pass  # the connection thread drains the results after reconnecting
 
     def _publish_results(self) -> None:
+        with self._wake_lock:
+            self._wake_pending = False
         while True:
             try:
                 properties, response, target = self._results.get_nowait()

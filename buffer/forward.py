@@ -9,18 +9,20 @@ backoff, at most `forward_attempts` times and never past the request's
 deadline, so a flavour restarting behind a Service does not fail the request.
 Each attempt's timeout is `forward_timeout`, shorter than the router's, so the
 consumer's own answer (a 502 or 504 when the flavour fails) still reaches the
-router before the router gives up. Sessions are per thread because a
-requests.Session is not documented as thread-safe.
+router before the router gives up. The HTTP client is urllib3 directly: one
+thread-safe PoolManager keeps connections to every flavour alive, and it costs
+less CPU per call than requests, which matters because every buffered request
+pays for it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 
-import requests
+import urllib3
+from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
 from buffer import metrics
 from buffer.config import BufferConfig, FlavourSpec
@@ -37,7 +39,9 @@ class Forwarder:
 
     def __init__(self, config: BufferConfig) -> None:
         self._config = config
-        self._local = threading.local()
+        # One pool per flavour host, each keeping up to `prefetch` connections:
+        # the most requests the consumer ever has in flight.
+        self._pool = urllib3.PoolManager(num_pools=len(config.flavours) + 1, maxsize=config.prefetch)
 
     def base_url(self, flavour: FlavourSpec) -> str:
         url = self._config.flavour_urls.get(flavour.name) or self._config.target_url
@@ -81,32 +85,32 @@ class Forwarder:
 
         if reply is not None:
             return RelayedResponse(reply.status, reply.headers, reply.body, flavour.name)
-        status = 504 if isinstance(failure, requests.Timeout) else 502
+        # urllib3 2.x derives NewConnectionError (connection refused) from its timeout class.
+        timed_out = isinstance(failure, TimeoutError) and not isinstance(failure, NewConnectionError)
+        status = 504 if timed_out else 502
         log.warning("event=forward_failed flavour=%s url=%s error=%r", flavour.name, url, failure)
         return _error_response(status, f"flavour {flavour.name} did not answer: {failure}", flavour)
 
     def _attempt(self, request: RelayedRequest, *, url: str, headers: dict):
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
         timeout = self._config.forward_timeout
         if request.deadline_ms:
             timeout = max(0.1, min(timeout, request.deadline_ms / 1000 - time.time()))
         try:
-            answer = session.request(
+            answer = self._pool.request(
                 request.method,
                 url,
+                body=request.body or None,
                 headers=headers,
-                data=request.body or None,
-                timeout=timeout,
-                allow_redirects=False,
+                timeout=urllib3.Timeout(total=timeout),
+                retries=False,
+                redirect=False,
             )
-        except requests.RequestException as error:
+        except HTTPError as error:
             return None, error
         relayed = RelayedResponse(
-            status=answer.status_code,
+            status=answer.status,
             headers=end_to_end_headers(answer.headers.items()),
-            body=answer.content,
+            body=answer.data,
         )
         return relayed, None
 

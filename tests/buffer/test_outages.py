@@ -43,7 +43,7 @@ def spawn_consumer(config, log_path) -> subprocess.Popen:
 def test_broker_outage_answers_every_request_and_recovers(make_stack, engine, broker_proxy):
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     url = RABBITMQ_URL.replace("127.0.0.1:5672", broker_proxy.address)
-    stack = make_stack(rabbitmq_url=url, request_timeout=2.0, forward_timeout=1.5, heartbeat=2)
+    stack = make_stack(rabbitmq_url=url, request_timeout=2.0, forward_timeout=1.5)
     assert stack.consumer.ready.wait(timeout=5)
     results: list[tuple[float, int, float]] = []  # (start time, status, elapsed)
     stop = threading.Event()

@@ -6,11 +6,12 @@ import logging
 import time
 from collections import Counter
 
+import pika
 import pytest
 from prometheus_client import REGISTRY
 from scipy.stats import chisquare
 
-from tests.buffer.helpers import FLAVOURS, decision
+from tests.buffer.helpers import FLAVOURS, decision, free_port
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -176,3 +177,35 @@ def test_request_metrics_use_fixed_labels(make_stack, engine):
         )
         >= 1
     )
+
+
+def test_unroutable_message_gives_503(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(consumer=False, request_timeout=3.0, forward_timeout=2.0)
+    assert stack.client.get("/echo").status_code == 504  # connects and declares the topology
+    low = stack.config.flavour_named("low")
+    connection = pika.BlockingConnection(pika.URLParameters(stack.config.rabbitmq_url))
+    connection.channel().queue_delete(stack.config.queue_for(low))
+    connection.close()
+
+    started = time.monotonic()
+    reply = stack.client.get("/echo", headers={"x-carbonrouter": "low"})
+
+    assert reply.status_code == 503
+    assert reply.headers["Retry-After"] == "1"
+    assert time.monotonic() - started < 1.0
+    assert REGISTRY.get_sample_value("router_broker_errors_total", {"reason": "unroutable"}) >= 1
+
+
+def test_unreachable_flavour_gives_502_after_retries(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    closed = f"http://127.0.0.1:{free_port()}"
+    stack = make_stack(flavour_urls={"high": closed}, forward_attempts=3, forward_backoff=0.05)
+    before = REGISTRY.get_sample_value("consumer_forward_retries_total", {"flavour": "high"}) or 0
+
+    reply = stack.client.get("/echo")
+
+    assert reply.status_code == 502
+    assert "did not answer" in reply.get_json()["error"]
+    after = REGISTRY.get_sample_value("consumer_forward_retries_total", {"flavour": "high"})
+    assert after - before == 2
