@@ -74,3 +74,7 @@ bench-hooks: venv
 # Forecaster: fit time and MAE against seasonal naive and the operator; docs/benchmarks.md.
 bench-forecast: venv
 	$(PY) bench/forecast_bench.py
+
+# Buffer: throughput and latency through router + RabbitMQ + consumer vs direct; needs RabbitMQ.
+bench-buffer: venv rabbitmq
+	$(PY) bench/buffer_bench.py
