@@ -154,7 +154,7 @@ def _render(ctx: SyncContext, *, spec: dict, flavours: list[Flavour], decision: 
 
 
 def engine_configuration(*, spec: dict, flavours: list[Flavour], previous_status: dict) -> dict:
-    """Body of PUT /config: scheduler spec, flavours, replica bounds and stored ledger state."""
+    """Build the body of PUT /config: scheduler spec, flavours, replica bounds and stored ledger state."""
     configuration = {
         "scheduler": spec["scheduler"],
         "flavours": [{"name": f.name, "precision": f.precision, "energy": f.energy, "enabled": True}
@@ -175,6 +175,7 @@ def _decision(ctx: SyncContext, *, spec: dict, flavours: list[Flavour],
     try:
         decision = engine.put_config(ctx.namespace, ctx.name, body)
     except EngineRejected as error:
+        log.info("schedule=%s event=engine-rejected error=%s", ctx.key, error)
         details = "; ".join(f"{d.get('field')}: {d.get('message')}"
                             for d in error.details if isinstance(d, dict))
         ctx.conditions.append(Condition("SpecValid", "False", "EngineRejected", details or str(error)))
@@ -196,7 +197,7 @@ def _decision(ctx: SyncContext, *, spec: dict, flavours: list[Flavour],
 
 
 def _target_problem(related: dict, *, spec: dict) -> str | None:
-    """Say what is wrong with the target Service, or None when it exists with the spec's port."""
+    """Describe what is wrong with the target Service; return None when it has the spec's port."""
     name, port = spec["target"]["service"], spec["target"]["port"]
     service = (related.get(SERVICE_KEY) or {}).get(name)
     if service is None:
@@ -285,7 +286,7 @@ def _as_desired(child: dict) -> dict:
 
 
 def _resync_seconds(ctx: SyncContext, *, decision: dict, spec: dict) -> float:
-    """Seconds until the decision expires, within [1, discoveryInterval or the configured maximum]."""
+    """Return the seconds until the decision expires, within [1, discoveryInterval or the maximum]."""
     upper = float(spec["scheduler"].get("discoveryInterval", ctx.config.max_resync_seconds))
     upper = min(upper, ctx.config.max_resync_seconds)
     valid_until = parse_rfc3339(decision.get("validUntil"))
