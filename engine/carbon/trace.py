@@ -194,7 +194,8 @@ class TraceSource(CarbonSource):
             "carbon trace replay started source=%s start=%s speedup=%g slots=%d forecasts=%d",
             self.name, format_time(self.start), speedup, len(trace.actuals), len(trace.forecasts),
         )
-        # Warm the statsmodels import and the first fit before the first request.
+        # Start the first fit before the first request. With two days of
+        # history or more, this also pays the slow statsmodels import early.
         self._extension(self._index_of(self.start), 1)
 
     def source_now(self, wall_now: datetime) -> datetime:
