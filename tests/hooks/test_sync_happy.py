@@ -289,3 +289,33 @@ def test_real_engine_decision_renders_children(config):
     for scaled in children_by_kind(response, "ScaledObject"):
         assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
     assert response["status"]["ledger"].keys() >= {"balance", "velocity"}
+
+
+def test_real_engine_ceilings_reach_scaledobjects(config):
+    response = sync(
+        load_request("sync-steady-state.json"), engine=InProcessEngine.create(), config=config, now=NOW
+    )
+    ceilings = response["status"]["lastDecision"]["processing"]["ceilings"]
+    bounds = {"router": (1, 4), "consumer": (1, 6), "target": (1, 8)}
+    expected = {
+        component: min(max(ceilings[component], low), high) for component, (low, high) in bounds.items()
+    }
+    scaled = {
+        s["metadata"]["name"]: s["spec"]["maxReplicaCount"]
+        for s in children_by_kind(response, "ScaledObject")
+    }
+    assert scaled["checkout-router"] == expected["router"]
+    assert scaled["checkout-consumer"] == expected["consumer"]
+    for flavour in ("high", "mid", "low"):
+        assert scaled[f"checkout-flavour-checkout-{flavour}"] == expected["target"]
+    assert response["status"]["effectiveReplicaCeilings"]["consumer"] == expected["consumer"]
+
+
+def test_real_engine_weights_reach_status(config):
+    response = sync(
+        load_request("sync-steady-state.json"), engine=InProcessEngine.create(), config=config, now=NOW
+    )
+    weights = response["status"]["lastDecision"]["flavourWeights"]
+    assert {f["name"]: f["weight"] for f in response["status"]["flavours"]} == weights
+    assert response["status"]["activePolicy"] == "credit-greedy"
+    assert condition(response, "Ready")["status"] == "True"
