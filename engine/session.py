@@ -25,6 +25,7 @@ session.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from datetime import datetime, timedelta
 
@@ -36,6 +37,7 @@ from engine.model import CarbonSnapshot, PolicyContext
 from engine.policies import integer_weights
 from engine.policies.allocation import budget_allowance, ordered_enabled, shares_for_allowance
 from engine.policies.base import Policy, PolicyResult
+from engine.policies.forecast_optimal import plan_throttle_thresholds
 from engine.throttle import Throttle, compute_throttle, replica_ceilings
 from engine.validation import ScheduleConfig
 
@@ -226,25 +228,24 @@ class Session:
                                 diagnostics={"policyError": repr(error), "fallback": "target mix"})
 
     def _throttle(self, carbon: CarbonSnapshot, *, diagnostics: dict) -> Throttle:
-        """Compute the throttle; a plan's intensity threshold may raise the floor.
+        """Compute the throttle, with its intensity band made consistent with a plan.
 
-        A policy that plans the window (forecast-optimal) reports
-        `planIntensityThreshold`, the intensity above which it downgrades.
-        Below that intensity the plan keeps full precision, so holding back
-        processing there would cost latency in a slot the plan deems clean.
+        A policy that plans the window (forecast-optimal) reports the slot's
+        place in its plan. In a slot the plan keeps fully precise, or below
+        the intensity where the plan starts to downgrade, holding back
+        processing would cost latency in a slot the plan deems clean.
         """
         spec = self.config.scheduler
         available = carbon.available
-        floor = spec.throttle_intensity_floor
-        threshold = diagnostics.get("planIntensityThreshold")
-        if isinstance(threshold, int | float) and threshold > floor:
-            floor = min(float(threshold), spec.throttle_intensity_ceiling)
-            diagnostics["throttleIntensityFloor"] = round(floor, 3)
+        floor, ceiling = plan_throttle_thresholds(
+            diagnostics, floor=spec.throttle_intensity_floor, ceiling=spec.throttle_intensity_ceiling)
+        if floor != spec.throttle_intensity_floor:
+            diagnostics["throttleIntensityFloor"] = round(floor, 3) if math.isfinite(floor) else None
         return compute_throttle(
             balance=self.ledger.balance, credit_min=spec.credit_min, credit_max=spec.credit_max,
             intensity_now=carbon.current if available else None,
             intensity_next=carbon.next if available else None,
-            floor=floor, ceiling=spec.throttle_intensity_ceiling,
+            floor=floor, ceiling=ceiling,
             throttle_min=spec.throttle_min)
 
     def _valid_until(self, carbon: CarbonSnapshot, *, wall_now: datetime,

@@ -53,3 +53,15 @@ def test_feedback_below_target_sends_all_high():
     assert decision["diagnostics"]["deliveredRequests"] == pytest.approx(5100.0)
     assert decision["flavourWeights"] == {"high": 100, "mid": 0, "low": 0}
     assert decision["diagnostics"]["planIntensityThreshold"] is None
+
+
+def test_clean_plan_slot_keeps_throttle_open():
+    # Intensity 200 is above the configured floor (100), so the throttle alone
+    # would hold back processing; the plan keeps this cheap slot fully precise.
+    client = engine_client([200.0] + [240.0] * 95)
+    decision = client.get("/schedule/default/carbonstat").get_json()
+
+    assert decision["diagnostics"]["planCleanSlot"] is True
+    assert decision["flavourWeights"]["high"] == 100
+    assert decision["processing"]["throttle"] == 1.0
+    assert decision["processing"]["ceilings"]["target"] == 10
