@@ -269,7 +269,12 @@ def interval_row(
     if decisions:
         last = decisions[-1]
         row.slot = last.slot[:16]
-        row.weights = last.weights
+        # Weights can move within an interval (the credit balance changes), so the row
+        # shows their mean over the once-a-second samples, comparable to the observed mix.
+        row.weights = {
+            name: round(sum(sample.weights.get(name, 0) for sample in decisions) / len(decisions))
+            for name in FLAVOUR_NAMES
+        }
         if last.target_error is not None:
             row.target_precision = 100.0 * (1.0 - float(last.target_error))
         if row.intensity is None:
