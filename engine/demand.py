@@ -56,6 +56,14 @@ class DemandHistory:
         # The forecast starts at the slot in progress, the first one after the complete history.
         return tuple(max(0.0, value) for value in result.values[:slots])
 
+    def completed_between(self, *, start: datetime, end: datetime) -> list[float]:
+        """Return the requests of complete slots starting in [start, end), oldest first."""
+        if self._slot_start is None:
+            return []
+        counts = list(self._counts)[:-1]
+        first = self._slot_start - len(counts) * SLOT
+        return [count for index, count in enumerate(counts) if start <= first + index * SLOT < end]
+
     def _advance(self, now: datetime) -> None:
         start = window_start_for(now, SLOT)
         if self._slot_start is None:

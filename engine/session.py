@@ -31,9 +31,10 @@ from datetime import datetime, timedelta
 
 from engine.decision import Decision, ManualOverride, render_decision
 from engine.demand import DemandHistory
-from engine.ledger import CreditLedger, parse_time
+from engine.evaluation.demand import DemandErrorTracker
+from engine.ledger import CreditLedger, parse_time, window_start_for
 from engine.manual import ManualDecision
-from engine.model import CarbonSnapshot, PolicyContext
+from engine.model import SLOT, CarbonSnapshot, PolicyContext
 from engine.policies import integer_weights
 from engine.policies.allocation import budget_allowance, ordered_enabled, shares_for_allowance
 from engine.policies.base import Policy, PolicyResult
@@ -61,6 +62,9 @@ class Session:
         self.ledger = CreditLedger(target_error=spec.target_error, credit_min=spec.credit_min,
                                    credit_max=spec.credit_max, window=spec.credit_window)
         self.demand = DemandHistory(forecaster=forecaster)
+        # How wrong past demand forecasts were; forecast-optimal widens its hedge by it.
+        self.demand_errors = DemandErrorTracker(window=spec.credit_window)
+        self._demand_slot: datetime | None = None
         self.evaluations = 0
         self.manual: ManualOverride | None = None
         self.current: Decision | None = None
@@ -76,6 +80,9 @@ class Session:
             spec = config.scheduler
             self.ledger.reconfigure(target_error=spec.target_error, credit_min=spec.credit_min,
                                     credit_max=spec.credit_max, window=spec.credit_window)
+            if spec.credit_window != self.config.scheduler.credit_window:
+                self.demand_errors = DemandErrorTracker(window=spec.credit_window)
+                self._demand_slot = None
             old_names = {flavour.name for flavour in self.config.flavours}
             self._apply(config=config, source=source, policy=policy)
             if self.metrics is not None and old_names != {flavour.name for flavour in config.flavours}:
@@ -213,6 +220,8 @@ class Session:
         options = dict(spec.options)
         options["windowEmissions"] = self._window_emissions(source_now)
         demand = self.demand.forecast(now=source_now, slots=len(carbon.slots), key=self.key)
+        self._track_demand_error(source_now, demand=demand, carbon=carbon)
+        options.update(self.demand_errors.options())
         ctx = PolicyContext(
             flavours=self.config.flavours, carbon=carbon, ledger=self.ledger.view(source_now),
             now=source_now, demand=demand,
@@ -226,6 +235,18 @@ class Session:
             allowance = budget_allowance(enabled, target_error=spec.target_error)
             return PolicyResult(shares=shares_for_allowance(enabled, allowance=allowance),
                                 diagnostics={"policyError": repr(error), "fallback": "target mix"})
+
+    def _track_demand_error(self, source_now: datetime, *, demand: tuple[float, ...],
+                            carbon: CarbonSnapshot) -> None:
+        """Compare past demand forecasts with the slots served since, once per slot."""
+        slot_start = window_start_for(source_now, SLOT)
+        if slot_start == self._demand_slot:
+            return
+        if self._demand_slot is not None:
+            for requests in self.demand.completed_between(start=self._demand_slot, end=slot_start):
+                self.demand_errors.observe(requests)
+        self.demand_errors.expect(now=source_now, demand=demand, slots=carbon.slots)
+        self._demand_slot = slot_start
 
     def _throttle(self, carbon: CarbonSnapshot, *, diagnostics: dict) -> Throttle:
         """Compute the throttle, with its intensity band made consistent with a plan.

@@ -65,3 +65,19 @@ def test_clean_plan_slot_keeps_throttle_open():
     assert decision["flavourWeights"]["high"] == 100
     assert decision["processing"]["throttle"] == 1.0
     assert decision["processing"]["ceilings"]["target"] == 10
+
+
+def test_demand_error_widens_live_hedge():
+    clock = Clock()
+    client = engine_client([250.0] * 200, clock)
+
+    # Slot 1 serves 100 requests, so the flat forecast for slot 2 is 100 per slot.
+    assert client.post("/feedback/default/carbonstat", json={"counts": {"high": 100}}).status_code == 200
+    clock.advance(minutes=30)
+    first = client.get("/schedule/default/carbonstat").get_json()
+    # Slot 2 serves three times the forecast.
+    assert client.post("/feedback/default/carbonstat", json={"counts": {"high": 300}}).status_code == 200
+    clock.advance(minutes=30)
+    second = client.get("/schedule/default/carbonstat").get_json()
+
+    assert second["diagnostics"]["hedge"] > first["diagnostics"]["hedge"]
