@@ -15,10 +15,24 @@ WALL = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
 
 
+_opened: list[TraceSource] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_replays():
+    """Stop each test's forecast worker, so its background fits do not run into later tests."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def replay(start: str, *, speedup: float = 1.0, wait: float = 0.0) -> TraceSource:
     trace = load_trace(DEFAULT_ACTUAL, DEFAULT_FORECAST)
-    return TraceSource(trace, start=parse_time(start), speedup=speedup, forecast_wait=wait,
-                       replay_started_at=WALL)
+    source = TraceSource(
+        trace, start=parse_time(start), speedup=speedup, forecast_wait=wait, replay_started_at=WALL
+    )
+    _opened.append(source)
+    return source
 
 
 def test_default_target_is_bundled_gb_trace():
