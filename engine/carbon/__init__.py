@@ -21,6 +21,7 @@ being sent again. `settings_from_env` reads the engine's environment into the
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -82,14 +83,15 @@ def build_source(
     forms), an invalid setting, or a trace file that cannot be read.
     """
     settings = dict(settings or {})
+    timeout = _seconds("carbonTimeout", timeout)
+    cache_ttl = _seconds("carbonCacheTTL", cache_ttl)
     # repr() makes any setting value hashable; equal settings give equal keys.
-    key = (str(target).strip(), float(timeout), float(cache_ttl),
+    key = (str(target).strip(), timeout, cache_ttl,
            tuple(sorted((name, repr(value)) for name, value in settings.items())))
     with _sources_lock:
         source = _sources.get(key)
         if source is None:
-            source = _create_source(key[0], timeout=float(timeout), cache_ttl=float(cache_ttl),
-                                    settings=settings)
+            source = _create_source(key[0], timeout=timeout, cache_ttl=cache_ttl, settings=settings)
             _sources[key] = source
         return source
 
@@ -205,6 +207,16 @@ def _trace_source(argument: str, settings: dict) -> TraceSource:
         speedup=_number_setting(settings, "trace_speedup", 1.0),
         forecast_wait=_number_setting(settings, "forecast_wait", 0.0),
     )
+
+
+def _seconds(name: str, value: object) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid {name} {value!r}: expected a number of seconds") from None
+    if math.isnan(seconds):
+        raise ValueError(f"invalid {name} {value!r}: expected a number of seconds")
+    return seconds
 
 
 def _number_setting(settings: dict, key: str, default: float) -> float:

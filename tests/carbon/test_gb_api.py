@@ -159,5 +159,10 @@ def test_invalid_timing_arguments_are_rejected():
         build_source("national", timeout=0, cache_ttl=60.0)
     with pytest.raises(ValueError, match="carbonCacheTTL"):
         build_source("national", timeout=1.0, cache_ttl=-1)
+    with pytest.raises(ValueError, match="invalid carbonTimeout 'soon'"):
+        build_source("national", timeout="soon", cache_ttl=60.0)
+    with pytest.raises(ValueError, match="invalid carbonCacheTTL None"):
+        build_source("trace", timeout=1.0, cache_ttl=None)
+    assert build_source("national", timeout="2", cache_ttl="60").timeout == 2.0
     with pytest.raises(ValueError, match="gb_base_url"):
         build_source("national", timeout=1.0, cache_ttl=60.0, settings={"gb_base_url": "ftp://x"})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
 from engine.carbon import build_source
 from engine.carbon.base import parse_time
+from engine.carbon.live import LiveSource
 from tests.carbon.conftest import Reply, payload
 
 NOW = parse_time("2023-03-22T12:40Z")
@@ -77,3 +79,46 @@ def test_failed_provider_is_not_called_on_every_request(provider_server):
         snapshot = source.snapshot(NOW, horizon=DAY)
         assert not snapshot.available
     assert len(provider_server.requests) == 1
+
+
+class BrokenParserSource(LiveSource):
+    """A provider whose parser has a bug: fetch raises something other than ProviderError."""
+
+    def fetch(self, now):
+        raise KeyError("intensity")
+
+
+def test_unexpected_fetch_error_never_raises():
+    source = BrokenParserSource(name="broken", timeout=1.0, cache_ttl=0.0, staleness_limit=60.0)
+    try:
+        snapshot = source.snapshot(NOW, horizon=DAY)
+        assert not snapshot.available
+        assert snapshot.source == "broken"
+        assert "unexpected error: KeyError('intensity')" in snapshot.message
+    finally:
+        source.close()
+
+
+def test_concurrent_requests_share_one_slow_refresh(provider_server):
+    provider_server.route("/intensity/", Reply(body=payload("gb-national-fw48h.json"), delay=1.5))
+    source = build_source(
+        "national", timeout=0.3, cache_ttl=300.0, settings={"gb_base_url": provider_server.url}
+    )
+    durations: list[float] = []
+    results = []
+
+    def request() -> None:
+        started = time.monotonic()
+        results.append(source.snapshot(NOW, horizon=DAY))
+        durations.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=request) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(results) == 20
+    assert max(durations) < 1.0
+    assert len(provider_server.requests) == 1
+    assert all(not r.available for r in results)
