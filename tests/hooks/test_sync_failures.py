@@ -111,6 +111,9 @@ def test_engine_unreachable_renders_last_decision(config):
     assert condition(response, "Ready")["status"] == "False"
     assert response["resyncAfterSeconds"] == config.retry_seconds
     assert response["status"]["ledger"] == request["parent"]["status"]["ledger"]
+    # The stored decision has no forecast slots or diagnostics: their last values stay.
+    assert response["status"]["forecastSchedule"] == request["parent"]["status"]["forecastSchedule"]
+    assert response["status"]["diagnostics"] == request["parent"]["status"]["diagnostics"]
 
 
 def test_slow_engine_answers_within_timeout():
