@@ -33,6 +33,20 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SINGLE_TEMPLATES = ("triggerauthentication", "router-deployment", "router-service", "router-scaledobject",
                     "consumer-deployment", "consumer-service", "consumer-scaledobject")
 MESH_TEMPLATES = ("destinationrule", "virtualservice")
+# Context sections each template reads. Passing only these keeps the render
+# cache warm for templates a new replica ceiling does not touch, and
+# StrictUndefined makes a template fail if it reads anything else.
+TEMPLATE_INPUTS = {
+    "triggerauthentication": ("broker",),
+    "router-deployment": ("router",),
+    "router-service": ("router",),
+    "router-scaledobject": ("router", "router_scaling"),
+    "consumer-deployment": ("consumer",),
+    "consumer-service": ("consumer",),
+    "consumer-scaledobject": ("consumer", "consumer_scaling", "flavours", "broker"),
+    "destinationrule": ("mesh", "flavours"),
+    "virtualservice": ("mesh", "flavours"),
+}
 
 
 @dataclass(frozen=True)
@@ -169,9 +183,10 @@ def render_children(*, namespace: str, schedule: str, spec: dict, flavours: list
                 {"name": "ROUTER_BIND", "value": f"0.0.0.0:{ROUTER_PORT}"},
                 {"name": "FORCING_ENABLED", "value": str(router["allowForcedFlavour"]).lower()},
             ],
-            "resources": router["resources"], "min_replicas": router["replicas"]["min"],
-            "max_replicas": router_ceiling.applied, "cpu_utilization": router["cpuUtilization"],
+            "resources": router["resources"],
         },
+        "router_scaling": {"min_replicas": router["replicas"]["min"], "max_replicas": router_ceiling.applied,
+                           "cpu_utilization": router["cpuUtilization"]},
         "consumer": {
             "name": child_name(schedule, "consumer"), "labels": consumer_labels,
             "selector": consumer_selector, "image": consumer.get("image", config.consumer_image),
@@ -181,9 +196,10 @@ def render_children(*, namespace: str, schedule: str, spec: dict, flavours: list
                 {"name": "CONSUMER_PREFETCH", "value": str(consumer["prefetch"])},
                 {"name": "CONSUMER_METRICS_PORT", "value": str(CONSUMER_METRICS_PORT)},
             ],
-            "resources": consumer["resources"], "min_replicas": consumer["replicas"]["min"],
-            "max_replicas": consumer_ceiling.applied, "queue_length": consumer["queueLength"],
+            "resources": consumer["resources"], "queue_length": consumer["queueLength"],
         },
+        "consumer_scaling": {"min_replicas": consumer["replicas"]["min"],
+                             "max_replicas": consumer_ceiling.applied},
         "flavours": [flavour_context(f) for f in flavours],
         "target": {"queue_length": target["queueLength"]},
         "broker": {
@@ -196,8 +212,7 @@ def render_children(*, namespace: str, schedule: str, spec: dict, flavours: list
     }
 
     templates = config.templates_dir
-    shared = canonical_json(context)
-    children = [render_template(templates, name, shared) for name in SINGLE_TEMPLATES]
+    children = [render_template(templates, name, _inputs(context, name)) for name in SINGLE_TEMPLATES]
     for flavour, ceiling in zip(flavours, flavour_ceilings, strict=True):
         scaler = {"name": child_name(schedule, "flavour", flavour.deployment),
                   "labels": {**base_labels(schedule), COMPONENT_LABEL: "flavour-scaler"},
@@ -205,8 +220,12 @@ def render_children(*, namespace: str, schedule: str, spec: dict, flavours: list
                   "max_replicas": ceiling.applied}
         scaler_context = {"scaler": scaler, "target": context["target"], "broker": context["broker"]}
         children.append(render_template(templates, "flavour-scaledobject", scaler_context))
-    children.extend(render_template(templates, name, shared) for name in MESH_TEMPLATES)
+    children.extend(render_template(templates, name, _inputs(context, name)) for name in MESH_TEMPLATES)
     return children, [router_ceiling, consumer_ceiling, *flavour_ceilings]
+
+
+def _inputs(context: dict, template: str) -> dict:
+    return {section: context[section] for section in TEMPLATE_INPUTS[template]}
 
 
 def flavour_context(flavour: Flavour) -> dict:
