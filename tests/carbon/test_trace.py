@@ -133,8 +133,10 @@ def write(path, text):
 
 
 def test_trace_gaps_are_interpolated(tmp_path):
-    actual = write(tmp_path / "x-actual.csv",
-                   "from,actual\n2024-01-01T00:00Z,100\n2024-01-01T00:30Z,\n2024-01-01T01:30Z,160\n")
+    actual = write(
+        tmp_path / "x-actual.csv",
+        "from,actual\n2024-01-01T00:00Z,100\n2024-01-01T00:30Z,\n2024-01-01T01:30Z,160\n",
+    )
     trace = load_trace(actual, None)
     assert trace.name == "x"
     assert trace.actuals == (100.0, 120.0, 140.0, 160.0)
@@ -177,3 +179,25 @@ def test_custom_trace_target_and_settings(tmp_path):
 def test_trace_forecast_setting_needs_actual():
     with pytest.raises(ValueError, match="CARBON_TRACE_ACTUAL"):
         build_source("trace", timeout=1.0, cache_ttl=60.0, settings={"trace_forecast": "/tmp/forecast.csv"})
+
+
+def test_custom_trace_with_forecast_file(tmp_path):
+    actual = write(
+        tmp_path / "site-actual.csv",
+        "from,actual\n2024-01-01T00:00Z,100\n2024-01-01T00:30Z,90\n2024-01-01T01:00Z,80\n",
+    )
+    forecast = write(
+        tmp_path / "site-forecast.csv",
+        "issued_at,from,forecast\n2024-01-01T00:01Z,2024-01-01T00:30Z,95\n2024-01-01T00:01Z,2024-01-01T01:00Z,85\n",
+    )
+    source = build_source(
+        f"trace:{actual}, {forecast}",
+        timeout=1.0,
+        cache_ttl=60.0,
+        settings={"trace_start": "2024-01-01T00:10Z"},
+    )
+    snapshot = source.snapshot(source.replay_started_at, horizon=timedelta(hours=1))
+    assert source.name == "trace:site"
+    assert [s.intensity for s in snapshot.slots] == [100.0, 95.0, 85.0]
+    assert [s.actual for s in snapshot.slots] == [True, False, False]
+    assert "operator forecast issued 2024-01-01T00:01Z" in snapshot.message
