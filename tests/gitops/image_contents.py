@@ -8,7 +8,8 @@ except for the hooks image: the hooks import the engine in-process only for
 the render command and tests, never in the served app. `locked_requirements` expands the roots to every
 distribution they pull in, pinned to the versions in this virtualenv, which
 requirements.txt pins; those are the files under docker/requirements/.
-Regenerate them after changing requirements.txt or an image's imports:
+The tests require every directly imported distribution to be listed, so
+regenerate the files after changing requirements.txt or an image's imports:
 
     .venv/bin/python -m tests.gitops.image_contents
 """

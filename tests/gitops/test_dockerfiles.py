@@ -28,7 +28,7 @@ from tests.gitops.image_contents import (
     first_party_closure,
     image_packages,
     is_context_copy,
-    render_requirements,
+    third_party_roots,
 )
 
 COMPILERS = ("build-essential", "gcc", "g++", "clang", "make", "cython")
@@ -102,24 +102,20 @@ def test_image_copies_every_package_it_imports(image):
     assert missing == []
 
 
-@pytest.mark.parametrize("image", IMAGES, ids=IMAGE_IDS)
-def test_requirements_file_lists_every_needed_distribution(image):
-    # Versions of transitive dependencies that requirements.txt leaves open
-    # may differ between virtualenvs, so only the names are compared here;
-    # the next test compares the versions requirements.txt pins.
-    pins = dict(
-        line.split("==")
-        for line in image.requirements.read_text().splitlines()
-        if line and not line.startswith("#")
-    )
-    expected = dict(
-        line.split("==")
-        for line in render_requirements(image).splitlines()
-        if line and not line.startswith("#")
-    )
+def pinned_names(text: str) -> dict[str, str]:
+    return dict(line.split("==") for line in text.splitlines() if line and not line.startswith("#"))
 
-    assert sorted(pins) == sorted(expected), (
-        f"{image.requirements.relative_to(REPO)} is out of date; "
+
+@pytest.mark.parametrize("image", IMAGES, ids=IMAGE_IDS)
+def test_requirements_file_pins_every_imported_distribution(image):
+    # Only the distributions the code imports directly must be listed: one
+    # missing deeper in the tree is still resolved by pip at build time, so
+    # an upgrade in requirements.txt that changes the tree breaks no image.
+    pins = pinned_names(image.requirements.read_text())
+
+    missing = sorted(third_party_roots(image) - set(pins))
+    assert missing == [], (
+        f"{image.requirements.relative_to(REPO)} lacks {missing}, which the image's code imports; "
         "run .venv/bin/python -m tests.gitops.image_contents"
     )
     assert all(version for version in pins.values())
