@@ -8,10 +8,16 @@ the same flavour server. Clients send `POST /avg` with 100 numbers in closed
 loops (each client sends its next request when the previous one returns):
 
 1. `--clients` concurrent clients (default 64, spread over several client
-   processes so the load generator is not held back by one GIL) for
-   `--duration` seconds, first directly to the flavour, then through the router;
-2. one client for `--duration` seconds on each path, which gives the latency
-   the buffer adds to a single request when nothing queues.
+   processes so the load generator is not held back by one GIL), directly to
+   the flavour and through the router;
+2. one client on each path, which gives the latency the buffer adds to a
+   single request when nothing queues.
+
+Each phase lasts `--duration` seconds in total, split into `--rounds` slices
+that alternate between the direct and the buffered path, so changes in the
+machine's other load hit both paths alike. CPU time per request of every
+component is read from /proc over the concurrent slices (Linux only). The
+broker's figure includes whatever else uses the shared broker meanwhile.
 
 It prints throughput and p50/p99 latency of each phase, the buffered/direct
 throughput ratio and the added p50 latency, as a Markdown table. Every process
@@ -172,9 +178,20 @@ def run_phase(url: str, *, clients: int, processes: int, duration: float, compon
         worker.join()
     cpu = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in components.items()}
     cpu["load generator"] = client_cpu
-    latencies.sort()
+    return {"latencies": latencies, "errors": errors, "cpu": cpu, "duration": duration}
+
+
+def summarise(slices: list[dict]) -> dict:
+    """Merge the slices of one phase into throughput, percentiles and CPU per request."""
+    latencies = sorted(latency for part in slices for latency in part["latencies"])
+    errors = sum(part["errors"] for part in slices)
+    duration = sum(part["duration"] for part in slices)
     if not latencies:
-        raise SystemExit(f"benchmark: no request to {url} succeeded ({errors} errors)")
+        raise SystemExit(f"benchmark: no request succeeded ({errors} errors)")
+    cpu: dict[str, float] = {}
+    for part in slices:
+        for name, used in part["cpu"].items():
+            cpu[name] = cpu.get(name, 0.0) + used
     return {
         "throughput": len(latencies) / duration,
         "p50": statistics.median(latencies) * 1000,
@@ -298,7 +315,13 @@ def report(rows: dict[str, dict], args: argparse.Namespace) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per phase (default 15)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=15.0,
+        help="seconds per phase, split over the rounds (default 15)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating direct/buffered rounds")
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients (default 64)")
     parser.add_argument("--client-processes", type=int, default=4, help="load generator processes")
     parser.add_argument("--router-workers", type=int, default=2, help="router gunicorn workers")
@@ -316,23 +339,34 @@ def main() -> int:
         buffered = f"http://127.0.0.1:{stack.router_port}/avg"
         run_phase(buffered, clients=8, processes=2, duration=2.0)  # warm connections and caches
         components = stack.components()
-        rows = {}
-        for name, url in (("direct", direct), ("buffered", buffered)):
-            rows[f"{name}, concurrent"] = run_phase(
-                url,
-                clients=args.clients,
-                processes=args.client_processes,
-                duration=args.duration,
-                components=components,
-            )
-        for name, url in (("direct", direct), ("buffered", buffered)):
-            rows[f"{name}, one client"] = run_phase(url, clients=1, processes=1, duration=args.duration)
+        slices: dict[str, list[dict]] = {}
+        # Direct and buffered slices alternate, so a change in the machine's
+        # other load during the run affects both paths alike.
+        slice_seconds = args.duration / args.rounds
+        load_before = os.getloadavg()[0]
+        for _ in range(args.rounds):
+            for name, url in (("direct", direct), ("buffered", buffered)):
+                part = run_phase(
+                    url,
+                    clients=args.clients,
+                    processes=args.client_processes,
+                    duration=slice_seconds,
+                    components=components,
+                )
+                slices.setdefault(f"{name}, concurrent", []).append(part)
+            for name, url in (("direct", direct), ("buffered", buffered)):
+                part = run_phase(url, clients=1, processes=1, duration=slice_seconds)
+                slices.setdefault(f"{name}, one client", []).append(part)
+        load_after = os.getloadavg()[0]
     finally:
         stack.stop()
+    rows = {name: summarise(parts) for name, parts in slices.items()}
     print(
         f"Buffer benchmark: {os.cpu_count()} CPUs, {args.duration:g} s per phase, router "
         f"{args.router_workers}x{args.router_threads} threads, {args.consumers} consumer(s) with "
-        f"prefetch {args.prefetch}, flavour {args.flavour_workers}x{args.flavour_threads} threads\n"
+        f"prefetch {args.prefetch}, flavour {args.flavour_workers}x{args.flavour_threads} threads, "
+        f"{args.rounds} alternating rounds; 1-minute load average {load_before:.1f} before, "
+        f"{load_after:.1f} after\n"
     )
     print(report(rows, args))
     return 0

@@ -49,6 +49,30 @@ class RouterError(Exception):
         self.headers = headers or {}
 
 
+class LogLimiter:
+    """At most one log line per key and interval; the next line reports how many were suppressed.
+
+    During a broker outage every request fails the same way, and one line per
+    second with a count says as much as hundreds of identical lines.
+    """
+
+    def __init__(self, *, interval: float) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def admit(self, key: str) -> int | None:
+        """Return the number of lines suppressed since the last one, or None to skip this line."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self._interval) < self._interval:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._suppressed.pop(key, 0)
+
+
 class Router:
     """Flavour choice and relaying, independent of Flask's request object."""
 
@@ -57,6 +81,7 @@ class Router:
         self.schedule = schedule or ScheduleCache(config, on_fallback=metrics.ROUTER_FALLBACK.set)
         self._rng = random.Random(config.seed)
         self._local = threading.local()
+        self._log_limiter = LogLimiter(interval=1.0)
 
     def choose_flavour(self, forced: str | None) -> tuple[FlavourSpec, bool]:
         """Return the flavour for a request and whether the client forced it."""
@@ -75,13 +100,16 @@ class Router:
             return client.call(relayed, routing_key=routing_key(self.config, flavour), deadline=deadline)
         except BrokerUnavailable as error:
             metrics.ROUTER_BROKER_ERRORS.labels(reason=error.reason).inc()
-            log.warning(
-                "event=broker_unavailable schedule=%s flavour=%s reason=%s error=%s",
-                self.config.schedule_key,
-                flavour.name,
-                error.reason,
-                error,
-            )
+            suppressed = self._log_limiter.admit(f"broker_unavailable/{error.reason}")
+            if suppressed is not None:
+                log.warning(
+                    "event=broker_unavailable schedule=%s flavour=%s reason=%s error=%s suppressed=%d",
+                    self.config.schedule_key,
+                    flavour.name,
+                    error.reason,
+                    error,
+                    suppressed,
+                )
             raise RouterError(
                 503,
                 "the message broker is unavailable; retry after the delay in Retry-After",
@@ -89,12 +117,15 @@ class Router:
             ) from None
         except ReplyTimeout:
             metrics.ROUTER_BROKER_ERRORS.labels(reason="timeout").inc()
-            log.warning(
-                "event=reply_timeout schedule=%s flavour=%s timeout=%.1f",
-                self.config.schedule_key,
-                flavour.name,
-                self.config.request_timeout,
-            )
+            suppressed = self._log_limiter.admit("reply_timeout")
+            if suppressed is not None:
+                log.warning(
+                    "event=reply_timeout schedule=%s flavour=%s timeout=%.1f suppressed=%d",
+                    self.config.schedule_key,
+                    flavour.name,
+                    self.config.request_timeout,
+                    suppressed,
+                )
             raise RouterError(
                 504, f"no reply from flavour {flavour.name} within {self.config.request_timeout:g} s"
             ) from None

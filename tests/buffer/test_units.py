@@ -21,6 +21,7 @@ from buffer.messages import (
     request_headers_table,
     response_headers_table,
 )
+from buffer.router import LogLimiter
 from buffer.rpc import RpcClient
 from buffer.schedule import ScheduleCache, fallback_schedule, parse_decision
 from tests.buffer.helpers import FLAVOURS, decision, make_config
@@ -239,3 +240,16 @@ def test_reply_with_other_correlation_id_is_discarded():
     )
 
     assert client._reply.body == b"mine"
+
+
+def test_log_limiter_counts_suppressed_lines(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("buffer.router.time.monotonic", lambda: clock[0])
+    limiter = LogLimiter(interval=1.0)
+
+    assert limiter.admit("a") == 0
+    assert limiter.admit("a") is None
+    assert limiter.admit("a") is None
+    assert limiter.admit("b") == 0
+    clock[0] += 1.0
+    assert limiter.admit("a") == 2
