@@ -43,6 +43,8 @@ ENERGY_ANNOTATION = "carbonrouter.io/energy"
 PRECISION_LABEL = "carbonstat.precision"
 FLAVOUR_ENV = "CARBONSTAT_FLAVOUR"
 FLAVOUR_LABEL = "carbonrouter/flavour"
+# Status conditions of the sync hook where "True" means healthy, in the order they are checked.
+READINESS_CONDITIONS = ("SpecValid", "EngineReachable", "FlavoursDiscovered", "Ready")
 
 
 class RegistrationError(RuntimeError):
@@ -216,10 +218,16 @@ class Registrar:
         return max(MIN_RESYNC, min(resync, self.settings.resync_seconds))
 
     def failing_condition(self) -> str | None:
-        """Return "Type: message" of the first condition the sync hook reported as not True."""
-        for condition in (self.status or {}).get("conditions") or []:
-            if condition.get("type") != "Ready" and condition.get("status") != "True":
-                return f"{condition.get('type')}: {condition.get('message') or condition.get('reason')}"
+        """Return "Type: message" of the first readiness condition the sync hook reported as not True.
+
+        Only conditions where True means healthy count; others, such as
+        CeilingsClamped, are informational and False there is the normal case.
+        """
+        by_type = {c.get("type"): c for c in (self.status or {}).get("conditions") or []}
+        for kind in READINESS_CONDITIONS:
+            condition = by_type.get(kind)
+            if condition is not None and condition.get("status") != "True":
+                return f"{kind}: {condition.get('message') or condition.get('reason')}"
         return None
 
     def _post_sync(self) -> float:

@@ -183,6 +183,7 @@ def test_registrar_rejects_reply_without_children(hooks_server):
 
 def test_failing_condition_names_first_false(hooks_server):
     conditions = [
+        {"type": "CeilingsClamped", "status": "False", "message": "every ceiling is within its bounds"},
         {"type": "SpecValid", "status": "True"},
         {"type": "EngineReachable", "status": "False", "message": "engine timed out after 3 s"},
         {"type": "Ready", "status": "False", "message": "engine unreachable"},
