@@ -26,11 +26,11 @@ RUN groupadd --system --gid 10001 carbonrouter \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY engine/ engine/
+# engine/gunicorn.conf.py runs ONE worker with threads: sessions live in the
+# worker's memory, and a second worker would hold a second, diverging copy of
+# each. The heartbeat files go to /dev/shm because the root filesystem is
+# read-only.
+ENV ENGINE_BIND=0.0.0.0:8080
 USER 10001:10001
 EXPOSE 8080
-# ONE worker: sessions live in the worker's memory, and a second worker would
-# hold a second, diverging copy of each. Threads serve concurrent requests.
-# The heartbeat files go to /dev/shm because the root filesystem is read-only.
-CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "1", "--threads", "8", \
-     "--worker-class", "gthread", "--worker-tmp-dir", "/dev/shm", "--access-logfile", "-", \
-     "engine.app:create_app()"]
+CMD ["gunicorn", "-c", "engine/gunicorn.conf.py", "--worker-tmp-dir", "/dev/shm", "engine.app:create_app()"]

@@ -10,6 +10,7 @@ imported there in a fresh interpreter, with the repository off sys.path.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -256,8 +257,14 @@ def test_exposed_ports_match_deployments():
 
 @pytest.mark.parametrize("image", [i for i in IMAGES if i.name != "buffer"], ids=lambda i: i.name)
 def test_gunicorn_binds_exposed_port(image):
-    command = next(i.arguments for i in dockerfile_instructions(image.dockerfile) if i.keyword == "CMD")
-    words = json.loads(command)
+    instructions = dockerfile_instructions(image.dockerfile)
+    words = json.loads(next(i.arguments for i in instructions if i.keyword == "CMD"))
+    environment = " ".join(i.arguments for i in instructions if i.keyword == "ENV")
 
-    bind = words[words.index("--bind") + 1]
+    if "--bind" in words:
+        bind = words[words.index("--bind") + 1]
+    else:
+        config = (REPO / words[words.index("-c") + 1]).read_text()
+        variable = re.search(r'bind = os.environ.get\("(\w+)"', config).group(1)
+        bind = re.search(rf"{variable}=(\S+)", environment).group(1)
     assert int(bind.rsplit(":", 1)[1]) in exposed_ports(image)
