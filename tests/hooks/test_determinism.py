@@ -109,3 +109,22 @@ def test_shorten_keeps_short_names_and_hashes_long_ones():
     assert len(short) == 63
     assert short.startswith("x" * 54 + "-")
     assert short != shorten("x" * 81)
+
+
+def test_recorded_children_render_unchanged(config):
+    request = load_request("sync-steady-state.json")
+    recorded = []
+    for objects in request["children"].values():
+        for child in objects.values():
+            applied = json.loads(
+                child["metadata"]["annotations"]["metacontroller.k8s.io/last-applied-configuration"]
+            )
+            # Metacontroller adds its selector label; the hook never renders it.
+            del applied["metadata"]["labels"]["controller-uid"]
+            recorded.append(applied)
+    response = sync(request, engine=FakeEngine(), config=config, now=NOW)
+    assert sorted(response["children"], key=kind_and_name) == sorted(recorded, key=kind_and_name)
+
+
+def kind_and_name(child: dict) -> tuple[str, str]:
+    return child["kind"], child["metadata"]["name"]
