@@ -1,8 +1,8 @@
 """Configuration of the hooks, read once from the environment.
 
-Everything a rendered child needs from outside the TrafficSchedule (images,
-where the engine listens, the RabbitMQ Secret) comes from here, so the Flask
-app, the render command and the tests pass one `HookConfig` around instead of
+Everything a rendered child needs from outside the TrafficSchedule comes from
+here: images, where the engine listens, the RabbitMQ Secret. The Flask app,
+the render command and the tests pass one `HookConfig` around instead of
 reading globals inside request handlers.
 """
 

@@ -4,8 +4,8 @@ A Deployment is a flavour of `spec.target.service` when it carries
 `carbonrouter/parent-service: <service>`, or when it carries the reference's
 `carbonstat.precision` label and every label of `spec.target.selector`
 (default `app: <service>`). Its precision (0-100, an integer) comes from
-`carbonrouter/precision` or `carbonstat.precision`; its energy per request,
-relative to the most precise flavour, from the `carbonrouter.io/energy`
+`carbonrouter/precision` or `carbonstat.precision`. Its energy per request,
+relative to the most precise flavour, comes from the `carbonrouter.io/energy`
 annotation, else precision/100 with a floor of 0.1. Its name comes from the
 `carbonrouter/flavour` label, else `precision-<p>`.
 
@@ -69,8 +69,8 @@ def is_flavour_of(deployment: dict, *, service: str, selector: dict[str, str]) -
         return True
     if PARENT_SERVICE_LABEL in labels:
         return False  # explicitly belongs to another service
-    wanted = selector or default_selector(service)
-    return "carbonstat.precision" in labels and all(labels.get(k) == v for k, v in wanted.items())
+    required = selector or default_selector(service)
+    return "carbonstat.precision" in labels and all(labels.get(k) == v for k, v in required.items())
 
 
 def discover_flavours(deployments: dict, *, namespace: str, service: str,

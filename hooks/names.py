@@ -3,9 +3,9 @@
 Child names are `<schedule>-<role>`; RabbitMQ queues are
 `<namespace>.<service>.queue.precision-<p>` so that KEDA queries and the
 buffer agree on them. A name longer than its limit keeps a readable prefix
-and ends in eight hex digits of the SHA-256 of the full name, so the same
-schedule always gets the same short name and two long names that share a
-prefix still differ.
+and ends in eight hex digits of the SHA-256 of the full name. The same
+schedule therefore always gets the same short name, and two long names that
+share a prefix still differ.
 """
 
 from __future__ import annotations

@@ -99,10 +99,10 @@ def unreachable_engine() -> FakeEngine:
 
 
 class EngineServer:
-    """An HTTP engine on loopback: fake decisions after `delay` seconds, or a fixed bad answer.
+    """An HTTP engine on loopback: fake decisions after `delay` seconds, or a fixed bad response.
 
-    `answer` is "decision" (a `fake_decision` for the body sent), "empty" (200 with `{}`)
-    or "error" (HTTP 500).
+    `answer` selects the response: "decision" (a `fake_decision` for the body sent),
+    "empty" (200 with `{}`) or "error" (HTTP 500).
     """
 
     def __init__(self, *, delay: float = 0.0, answer: str = "decision"):
