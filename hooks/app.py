@@ -5,8 +5,9 @@
 Routes: `POST /customize`, `POST /sync`, `GET /healthz`, `GET /metrics`.
 The shell parses JSON, calls the pure function and serialises its result
 with sorted keys, so the same request always gives the same bytes. Status
-codes: 400 for a body that is not a hook request, 503 (with Retry-After)
-when no safe response exists, 500 only for a bug, never with a traceback.
+codes: 400 for a body that is not a hook request; 429 (with Retry-After) for
+a stale request that cannot be answered safely; 503 when rendering fails;
+500 only for a bug, never with a traceback.
 """
 
 from __future__ import annotations
@@ -117,8 +118,10 @@ def _sync_once(*, engine: EngineClient, config: HookConfig, clock) -> tuple[str,
     except BadRequest as bad:
         return "bad-request", _error(400, str(bad))
     except CannotSync as refused:
-        log.warning("event=sync-refused error=%s", refused)
-        response = _error(503, str(refused))
+        # 429 makes Metacontroller requeue after Retry-After without a warning
+        # event; 503 is reported as a SyncError event on the TrafficSchedule.
+        log.warning("event=sync-refused transient=%s error=%s", refused.transient, refused)
+        response = _error(429 if refused.transient else 503, str(refused))
         response.headers["Retry-After"] = str(int(config.retry_seconds))
         return "refused", response
     except Exception:  # a bug: log it with its traceback, tell the caller without one

@@ -5,9 +5,10 @@ the desired children, the status and `resyncAfterSeconds`. Its only I/O is
 one engine call, bounded by the engine client's timeout. Metacontroller
 deletes any child left out of the response, so every path returns either
 the full rendered set or every observed child unchanged. When neither is
-safe (no status to preserve while children exist), it raises `CannotSync`.
-The HTTP shell turns that into a 503, so Metacontroller changes nothing and
-retries.
+safe, it raises `CannotSync`. The HTTP shell turns that into a 429 (a stale
+request without status: Metacontroller retries after Retry-After without a
+warning event) or a 503 (a bug while rendering: the failure shows as a
+SyncError event). Either way Metacontroller changes nothing.
 
 The order of the steps matters: the spec is validated before flavours are
 read, and both before the engine is asked, so the condition that fails
@@ -47,7 +48,14 @@ class BadRequest(ValueError):
 
 
 class CannotSync(RuntimeError):
-    """No safe response exists; Metacontroller must keep everything and retry."""
+    """No safe response exists; Metacontroller must keep everything and retry.
+
+    `transient` marks a condition expected to clear by itself on the next delivery.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass
@@ -233,7 +241,7 @@ def _keep(ctx: SyncContext, failed: Condition, *, retry: bool = False) -> dict:
         # A delivery without parent.status would overwrite the real status with
         # conditions only; refusing makes Metacontroller keep it and retry.
         raise CannotSync(f"{failed.type}={failed.status} ({failed.message}) and the request carries no "
-                         "parent.status to preserve; retry later")
+                         "parent.status to preserve; retry later", transient=True)
     log.info("schedule=%s event=children-kept condition=%s reason=%s children=%d",
              ctx.key, failed.type, failed.reason, len(children))
     ctx.conditions = [c for c in ctx.conditions if c.type != failed.type]

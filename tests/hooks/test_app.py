@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import pytest
 
 from hooks.app import create_app
+from hooks.config import HookConfig
 from hooks.sync import sync
 from tests.hooks.conftest import NOW, load_request
 from tests.hooks.fakes import FakeEngine, unreachable_engine
@@ -57,11 +60,11 @@ def test_request_not_shaped_like_metacontroller_is_400(config, body, message):
     assert message in response.get_json()["error"]
 
 
-def test_cannot_sync_is_503_with_retry_after(config):
+def test_stale_request_is_429_with_retry_after(config):
     request = load_request("sync-steady-state.json")
     del request["parent"]["status"]
     response = client_for(config, unreachable_engine()).post("/sync", json=request)
-    assert response.status_code == 503
+    assert response.status_code == 429
     assert response.headers["Retry-After"] == "15"
     assert "no parent.status" in response.get_json()["error"]
 
@@ -98,3 +101,15 @@ def test_healthz(config):
     response = client_for(config).get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
+
+
+def test_render_failure_is_503(tmp_path):
+    templates = tmp_path / "templates"
+    shutil.copytree(HookConfig().templates_dir, templates)
+    broken = templates / "router-service.yaml.j2"
+    broken.write_text(broken.read_text() + "  extra: {{ router.no_such_field }}\n")
+    config = dataclasses.replace(HookConfig(), templates_dir=templates)
+    response = client_for(config).post("/sync", json=load_request("sync-steady-state.json"))
+    assert response.status_code == 503
+    assert "rendering children failed" in response.get_json()["error"]
+    assert response.headers["Retry-After"] == "15"
