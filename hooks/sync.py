@@ -223,15 +223,18 @@ def _ready(ctx: SyncContext, *, children: list[dict], reachable: bool,
                          "children rendered from the last stored decision")
     if target_problem:
         return Condition("Ready", "False", "TargetServiceInvalid", target_problem)
-    missing = [f"{c['kind']}/{c['metadata']['name']}" for c in children if not _observed(ctx.observed, c)]
+    missing = [f"{c['kind']}/{c['metadata']['name']}" for c in children
+               if not _observed(ctx.observed, c, namespace=ctx.namespace)]
     if missing:
         return Condition("Ready", "False", "ChildrenPending", f"waiting for {', '.join(missing)}")
     return Condition("Ready", "True", "Synced", f"{len(children)} children in place")
 
 
-def _observed(observed: dict, child: dict) -> bool:
-    kind_key = f"{child['kind']}.{child['apiVersion']}"
-    return child["metadata"]["name"] in (observed.get(kind_key) or {})
+def _observed(observed: dict, child: dict, *, namespace: str) -> bool:
+    # Hook version v1 keys children by name, v2 by namespace/name.
+    objects = observed.get(f"{child['kind']}.{child['apiVersion']}") or {}
+    name = child["metadata"]["name"]
+    return name in objects or f"{namespace}/{name}" in objects
 
 
 def _keep(ctx: SyncContext, failed: Condition, *, retry: bool = False) -> dict:

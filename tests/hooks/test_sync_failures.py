@@ -237,8 +237,9 @@ def test_missing_status_with_children_renders_same_children(config):
 def test_missing_status_with_engine_down_refuses(config):
     request = load_request("sync-steady-state.json")
     del request["parent"]["status"]
-    with pytest.raises(CannotSync, match="no parent.status"):
+    with pytest.raises(CannotSync, match="no parent.status") as refused:
         sync(request, engine=unreachable_engine(), config=config, now=NOW)
+    assert refused.value.transient is True
 
 
 def test_ceiling_below_minimum_is_clamped(config):
