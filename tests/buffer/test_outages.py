@@ -189,3 +189,24 @@ def test_concurrent_requests_under_gunicorn_get_own_replies(gunicorn_router):
             assert echoed["body"] == __import__("base64").b64encode(f"body-{i}".encode()).decode()
     metrics_text = requests.get(f"{base}/metrics", timeout=5).text
     assert "router_ingress_http_requests_total" in metrics_text
+
+
+def test_sigterm_finishes_inflight_request(make_stack, engine, flavour_loads, tmp_path):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(consumer=False, request_timeout=10.0, forward_timeout=8.0)
+    consumer = spawn_consumer(stack.config, tmp_path / "consumer.log")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(lambda: stack.client.get("/slow?seconds=1"))
+            assert wait_for(lambda: flavour_loads["high"].slow_hits == 1, timeout=10)
+            consumer.send_signal(signal.SIGTERM)
+            reply = pending.result(timeout=15)
+        exit_code = consumer.wait(timeout=10)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+
+    assert reply.status_code == 200
+    assert exit_code == 0
+    assert flavour_loads["high"].slow_hits == 1
+    assert "event=consumer_stopped" in (tmp_path / "consumer.log").read_text()
