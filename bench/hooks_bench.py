@@ -108,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     print(report("sync() with empty render caches", cold_samples))
     print(report("sync() function", function_samples))
     print(report("POST /sync (Flask test client)", app_samples))
-    worst = percentile([sample[0] for sample in app_samples], 0.99)
-    verdict = "met" if worst <= TARGET_P99_MS else "MISSED"
-    print(f"target p99 <= {TARGET_P99_MS:.0f} ms: {verdict} (POST /sync p99 {worst:.2f} ms)")
-    return 0 if worst <= TARGET_P99_MS else 1
+    verdicts = []
+    for label, samples in (("sync()", function_samples), ("POST /sync", app_samples)):
+        tail = percentile([sample[0] for sample in samples], 0.99)
+        verdicts.append(f"{label} wall p99 {tail:.2f} ms {'met' if tail <= TARGET_P99_MS else 'MISSED'}")
+    print(f"target p99 <= {TARGET_P99_MS:.0f} ms (steady resyncs): " + "; ".join(verdicts))
+    return 0 if all(verdict.endswith("met") for verdict in verdicts) else 1
 
 
 if __name__ == "__main__":
