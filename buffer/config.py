@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class FlavourSpec:
-    """A flavour the buffer knows from configuration; precision is 0-100."""
+    """A flavour named in the configuration, with its precision (0-100)."""
 
     name: str
     precision: int

@@ -5,7 +5,7 @@ router (`docs/buffer.md`). One thread owns the pika BlockingConnection and
 does all AMQP work: it receives deliveries, hands each request to a thread
 pool that makes the HTTP call, and publishes replies and acks when the pool
 passes results back. The HTTP call never runs on the connection's thread, so
-a flavour slower than the heartbeat window cannot starve heartbeats; worker
+a flavour slower than the heartbeat window cannot starve heartbeats. Worker
 threads only put results on a queue and wake the connection thread with
 `add_callback_threadsafe`, the one thread-safe call pika offers.
 

@@ -1,7 +1,7 @@
 """Reporting served requests to the engine so its credit ledger follows real traffic.
 
-The consumer calls `FeedbackReporter.record(flavour)` for every answered
-request. A daemon thread posts the counts gathered since the last report to
+The consumer calls `FeedbackReporter.record(flavour)` for every request it
+completed with a status below 500. A daemon thread posts the counts gathered since the last report to
 `POST /feedback/<ns>/<name>` as `{"counts": {"<flavour name>": n}}` every
 `feedback_interval` seconds. Counts that fail to post are put back and go out
 with the next report, so an engine outage delays feedback but loses none of it
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class FeedbackReporter:
-    """Per-flavour counts of answered requests, posted to the engine periodically."""
+    """Per-flavour counts of completed requests, posted to the engine periodically."""
 
     def __init__(self, config: BufferConfig, *, session: requests.Session | None = None) -> None:
         self._config = config

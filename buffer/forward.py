@@ -1,7 +1,7 @@
 """Forwarding one relayed request to its flavour over HTTP.
 
-In a cluster every flavour sits behind one Service (`TARGET_URL`) and the
-mesh routes on the `x-carbonrouter: <precision>` header; locally each flavour
+In a cluster every flavour sits behind one Service (`TARGET_URL`), and the
+mesh routes on the `x-carbonrouter: <precision>` header. Locally each flavour
 has its own base URL (`FLAVOUR_URLS`). The header is sent in both modes.
 
 Connection errors and 502/503/504 answers are retried with exponential
@@ -52,7 +52,7 @@ class Forwarder:
         return url
 
     def forward(self, request: RelayedRequest, flavour: FlavourSpec) -> RelayedResponse:
-        """Forward with retries; a flavour that never answers yields a 502 or 504 response."""
+        """Forward with retries, and return a 502 or 504 response when the flavour never responds."""
         started = time.monotonic()
         try:
             url = self.base_url(flavour) + request.path + (f"?{request.query}" if request.query else "")

@@ -11,8 +11,8 @@ worker's live gauges from the merged metrics.
 import logging
 import os
 
-# The router logs one key=value line per event; pika's own tracebacks for the
-# same connection failures are silenced unless PIKA_LOG_LEVEL asks for them.
+# The router logs one key=value line per event. pika's own tracebacks for the
+# same connection failures are hidden unless PIKA_LOG_LEVEL lowers the level.
 logging.basicConfig(
     level=os.environ.get("LOG_LEVEL", "INFO").upper(),
     format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",

@@ -1,12 +1,13 @@
 """How an HTTP request and its response travel as AMQP messages.
 
 The message body is the raw HTTP body, so nothing is base64-encoded and large
-bodies cost no extra copy. Everything else rides in the AMQP header table
-under `cr-*` keys: method, path, query string, the HTTP headers as a JSON list
-of pairs (a list keeps repeated headers and their order), the chosen flavour,
-whether the client forced it, and the deadline in epoch milliseconds after
-which the router no longer waits. A reply carries the status, the response
-headers and the name of the flavour that served it.
+bodies cost no extra copy. Everything else travels in the AMQP header table
+under `cr-*` keys. They hold the method, path and query string, and the HTTP
+headers as a JSON list of pairs, because a list keeps repeated headers and
+their order. They also hold the chosen flavour, whether the client forced it,
+and the deadline in epoch milliseconds after which the router stops waiting.
+A reply carries the status, the response headers and the name of the flavour
+that served it.
 
 Hop-by-hop headers (RFC 9110 section 7.6.1) never cross the buffer, and
 neither do `Host`, `Content-Length` and `Content-Encoding`: the HTTP client on

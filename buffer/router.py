@@ -1,10 +1,10 @@
 """The router: the HTTP entrypoint that hands every request to RabbitMQ.
 
 `create_app(config)` builds a Flask app that accepts any path with the methods
-in `metrics.METHODS`, picks a flavour (the one the client forced with the
-`x-carbonrouter` header when forcing is enabled, otherwise a draw from the
-engine's weights), publishes the request to that flavour's queue and relays
-the reply's status, headers and body. The router's own endpoints, health and
+in `metrics.METHODS`. For each request it picks a flavour: the one the client
+forced with the `x-carbonrouter` header when forcing is enabled, otherwise a
+draw from the engine's weights. It publishes the request to that flavour's
+queue and relays the reply's status, headers and body. The router's own endpoints, health and
 metrics, live at configurable paths that are never relayed.
 
 Failures map to fixed statuses so clients can act on them: an unknown forced
@@ -41,7 +41,7 @@ ROUTED_METHODS = sorted(metrics.METHODS)
 
 
 class RouterError(Exception):
-    """A request the router answers itself, with `status` and a message for the client."""
+    """An error response the router returns itself, with `status` and a message for the client."""
 
     def __init__(self, status: int, message: str, *, headers: dict | None = None) -> None:
         super().__init__(message)
@@ -53,7 +53,7 @@ class LogLimiter:
     """At most one log line per key and interval; the next line reports how many were suppressed.
 
     During a broker outage every request fails the same way, and one line per
-    second with a count says as much as hundreds of identical lines.
+    second with a count carries as much information as hundreds of identical lines.
     """
 
     def __init__(self, *, interval: float) -> None:

@@ -10,10 +10,10 @@ PRECONDITION_FAILED).
 A call publishes a persistent, mandatory message on a channel in confirm
 mode, then pumps the connection until the reply with the call's correlation
 id arrives, the broker returns or nacks the message, or the deadline passes.
-The call does not wait for the broker's ack: a persistent message is only
-acked once it is on disk or consumed and acked, which on a busy disk took
-1.5-4 ms here, while the reply (which proves the message was routed and
-consumed) arrives in under 1 ms. Confirms still turn a nack (for example a
+The call does not wait for the broker's ack. The broker acks a persistent
+message only once it is on disk or consumed and acked, which took 1.5-4 ms
+on a busy development machine. The reply proves that the message was routed
+and consumed, and it arrived in under 1 ms there. Confirms still turn a nack (for example a
 queue at its length limit) into a prompt 503 instead of a 504.
 
 A reply with any other correlation id belongs to a call that already timed
@@ -105,8 +105,8 @@ class RpcClient:
             headers=request_headers_table(request),
         )
         # A connection idle longer than the heartbeat window may have been closed
-        # by the broker without this thread noticing; one retry on a fresh
-        # connection tells a stale connection from a broker that is really gone.
+        # by the broker without this thread noticing. One retry on a fresh
+        # connection separates a stale connection from a broker that is really gone.
         for attempt in (1, 2):
             reused = self._connection is not None
             try:
@@ -151,7 +151,7 @@ class RpcClient:
         )
         if isinstance(method, pika.spec.Basic.Nack) and covers_awaited and self._awaited:
             self._refusal = "nacked"
-            # A zero-delay timer makes process_data_events return, so the wait loop sees the nack.
+            # A zero-delay timer makes process_data_events return, so the wait loop checks the nack.
             self._connection.call_later(0, lambda: None)
 
     def _on_return(self, channel, method, properties, body) -> None:

@@ -4,10 +4,10 @@
 decision until its `validUntil` (or at most `schedule_max_age` seconds, so a
 manual override shows up soon), and refreshes it on a daemon thread so no
 request ever waits for the engine. When the engine cannot be reached the last
-decision stays in force. Before the first decision arrives every request goes
-to the most precise configured flavour: that is the choice that can never
-hurt quality, and the cache logs a WARNING and reports it through the
-`on_fallback` callback (the processes turn it into a metric).
+decision stays in force. Before the first decision arrives, every request goes
+to the most precise configured flavour, because that choice can never hurt
+quality. The cache then logs a WARNING and reports the fallback through the
+`on_fallback` callback, which the processes turn into a metric.
 
 Only flavours named in the configuration can be chosen: the configuration is
 what the queues were declared from, and metric labels come from it too.

@@ -77,7 +77,7 @@ def start_consumer(config: BufferConfig) -> tuple[Consumer, threading.Thread]:
 
 @pytest.fixture
 def make_stack(flavour_urls, engine):
-    """Build a router app and (unless told otherwise) a consumer thread on a fresh topology."""
+    """Build a router app and, unless `consumer=False`, a consumer thread on a fresh topology."""
     stacks = []
 
     def build(*, consumer: bool = True, **overrides) -> Stack:

@@ -40,7 +40,7 @@ def spawn_consumer(config, log_path) -> subprocess.Popen:
     )
 
 
-def test_broker_outage_answers_every_request_and_recovers(make_stack, engine, broker_proxy):
+def test_broker_outage_fails_fast_then_recovers(make_stack, engine, broker_proxy):
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     url = RABBITMQ_URL.replace("127.0.0.1:5672", broker_proxy.address)
     stack = make_stack(rabbitmq_url=url, request_timeout=2.0, forward_timeout=1.5)
@@ -83,7 +83,7 @@ def test_broker_outage_answers_every_request_and_recovers(make_stack, engine, br
     assert before and set(before) == {200}
 
 
-def test_killed_consumer_message_is_redelivered_and_answered(
+def test_killed_consumer_message_redelivered(
     make_stack, engine, flavour_loads, tmp_path
 ):
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
@@ -129,6 +129,7 @@ def gunicorn_router(make_stack, engine, tmp_path):
     engine.decision = decision({"high": 40, "mid": 30, "low": 30})
     stack = make_stack(consumer=False, request_timeout=10.0, forward_timeout=8.0, prefetch=32)
     consumer, thread = start_consumer(stack.config)
+
     port = free_port()
     env = config_env(
         stack.config,
@@ -151,9 +152,11 @@ def gunicorn_router(make_stack, engine, tmp_path):
         stdout=open(tmp_path / "gunicorn.log", "ab"),
         stderr=subprocess.STDOUT,
     )
+
     base = f"http://127.0.0.1:{port}"
     ready = wait_for(lambda: _answers(f"{base}/healthz"), timeout=15)
     yield base, ready
+
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=20)
     consumer.stop()
@@ -167,7 +170,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_concurrent_requests_under_gunicorn_get_own_replies(gunicorn_router):
+def test_gunicorn_concurrent_requests_get_own_replies(gunicorn_router):
     base, ready = gunicorn_router
     assert ready, "gunicorn router did not start"
 

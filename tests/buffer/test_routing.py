@@ -34,7 +34,7 @@ def test_weights_respected_over_many_requests(make_stack, engine):
     assert sum(served.values()) == 400
     expected = [240, 120, 40]
     observed = [served["high"], served["mid"], served["low"]]
-    # With a fixed seed the draw is deterministic; p > 0.01 says it matches the weights.
+    # The seed makes the draw deterministic, and p > 0.01 means it is consistent with the weights.
     assert chisquare(observed, expected).pvalue > 0.01, observed
 
 
@@ -107,7 +107,7 @@ def test_no_consumer_gives_504_within_timeout(make_stack, engine):
     assert 0.9 <= elapsed < 1.5
 
 
-def test_slow_flavour_gives_504_from_consumer_before_router_timeout(make_stack, engine):
+def test_slow_flavour_gives_consumer_504(make_stack, engine):
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     stack = make_stack(request_timeout=2.0, forward_timeout=0.5, forward_attempts=1)
 
@@ -120,7 +120,7 @@ def test_slow_flavour_gives_504_from_consumer_before_router_timeout(make_stack, 
     assert elapsed < 1.5
 
 
-def test_retriable_status_is_retried_then_relayed(make_stack, engine):
+def test_retriable_status_retried_then_relayed(make_stack, engine):
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     stack = make_stack(forward_attempts=3, forward_backoff=0.05)
     before = REGISTRY.get_sample_value("consumer_forward_retries_total", {"flavour": "high"}) or 0
@@ -133,7 +133,7 @@ def test_retriable_status_is_retried_then_relayed(make_stack, engine):
 
 
 def test_never_scheduled_falls_back_to_most_precise(make_stack, engine, caplog):
-    engine.decision = None  # the engine answers 404 for this schedule
+    engine.decision = None  # the engine returns 404 for this schedule
     caplog.set_level(logging.WARNING, logger="buffer.schedule")
     stack = make_stack(flavours=tuple(reversed(FLAVOURS)))  # most precise last
 
