@@ -10,6 +10,7 @@ rather than faking that part.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 
@@ -131,7 +132,8 @@ def buffer_env(settings: StackSettings) -> dict[str, str]:
         "RABBITMQ_URL": settings.rabbitmq_url,
         "ENGINE_URL": settings.url("engine"),
         "CONSUMER_METRICS_PORT": str(settings.ports["consumer"]),
-        "FEEDBACK_INTERVAL_SECONDS": "5",
+        # Served counts reach the ledger every 5 s unless the caller's environment sets another interval.
+        "FEEDBACK_INTERVAL_SECONDS": os.environ.get("FEEDBACK_INTERVAL_SECONDS", "5"),
     }
 
 

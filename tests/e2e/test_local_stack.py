@@ -14,6 +14,11 @@ slot and checks:
 
 A batch only counts when the engine's weights were the same just before and
 just after it, so a decision that changes mid-batch cannot fail the fit.
+Every feedback post of served counts moves the credit ledger and with it the
+weights, and a batch in a dirty slot spends credit. So the consumer's
+feedback interval is set longer than the test, and the clean and dirty
+decisions differ by the carbon signal alone. The feedback loop has its own
+tests with the buffer and the engine.
 """
 
 from __future__ import annotations
@@ -45,9 +50,12 @@ TRACE = Path(__file__).parent / "data" / "clean-then-dirty-actual.csv"
 SPEED_UP = 600  # one half-hour slot every 3 s
 BATCH = 240
 CLIENTS = 8
-SIGNIFICANCE = 1e-3  # chance of failing a fit although the router follows the weights
+SIGNIFICANCE = 1e-4  # chance of failing a fit although the router follows the weights
+ROUTER_LAG = 2.5  # seconds to wait after a new decision before sending a batch
 CLEAN_BELOW = 100.0
 DIRTY_ABOVE = 200.0
+# Longer than the whole test, so the consumer posts no feedback while batches run (see the module doc).
+FEEDBACK_INTERVAL = 600
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
@@ -77,6 +85,7 @@ class Stack:
                 "1",
             ],
             cwd=REPO_ROOT,
+            env={**os.environ, "FEEDBACK_INTERVAL_SECONDS": str(FEEDBACK_INTERVAL)},
             stdout=self.output,
             stderr=subprocess.STDOUT,
         )
@@ -205,14 +214,19 @@ def measured_batch(stack: Stack, accept, *, seed: int) -> tuple[dict[str, int], 
     rng = random.Random(seed)
     for _attempt in range(4):
         before = wait_for_intensity(stack, accept, timeout=40)
-        # The router refreshes at the decision's validUntil; give it time to pick this one up.
-        time.sleep(0.5)
+        # The router refreshes at the decision's validUntil but waits at least 1 s between
+        # fetches, so it may use the previous decision for about a second after a change.
+        time.sleep(ROUTER_LAG)
         batches = [random_numbers(rng) for _ in range(BATCH)]
         flavours = send_batch(stack.urls["router"], batches)
         after = stack.decision()
         if after["flavourWeights"] == before["flavourWeights"] and accept(after["carbon"]["now"]):
             counts = {name: flavours.count(name) for name in before["flavourWeights"]}
             assert sum(counts.values()) == BATCH, f"answers from unknown flavours: {set(flavours)}"
+            print(
+                f"decision: credits {before['credits']} carbon now {before['carbon']['now']} "
+                f"next {before['carbon'].get('next')} diagnostics {before.get('diagnostics')}"
+            )
             return counts, before["flavourWeights"]
     pytest.fail("the engine's weights changed during every attempt; no batch could be measured")
 
