@@ -72,10 +72,11 @@ def preflight(settings: StackSettings) -> None:
         raise PreflightError("\n".join("  - " + problem for problem in problems))
 
 
-def write_state(settings: StackSettings) -> None:
-    """Record ports and URLs so `status`, `demo` and tests can find this stack."""
+def write_state(settings: StackSettings, supervisor: Supervisor) -> None:
+    """Record ports, URLs and process ids so `status`, `demo` and tests can find this stack."""
     state = {
         "pid": os.getpid(),
+        "pids": {name: process.pid for name, (_spec, process) in supervisor.running.items()},
         "schedule": f"{settings.namespace}/{settings.name}",
         "ports": settings.ports,
         "urls": {component: settings.url(component) for component in settings.ports},
@@ -124,7 +125,7 @@ def run(settings: StackSettings) -> int:
     code = 0
     try:
         registrar = start_stack(settings, supervisor)
-        write_state(settings)
+        write_state(settings, supervisor)
         print_urls(settings)
         code = watch(settings, supervisor, registrar)
     except Interrupted as exc:

@@ -105,7 +105,8 @@ class Stack:
         pytest.fail(f"devstack was not ready after {timeout} s:\n{self.tail()}")
 
     def tail(self, lines: int = 40) -> str:
-        self.output.flush()
+        if not self.output.closed:
+            self.output.flush()
         text = (self.run_dir / "devstack.out").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
@@ -273,3 +274,17 @@ def test_every_component_reports_healthy(stack):
     for name, url in stack.urls.items():
         path = "/metrics" if name == "consumer" else "/healthz"
         assert requests.get(url + path, timeout=5).status_code == 200, name
+
+
+def test_stack_stops_when_a_component_dies(tmp_path):
+    crashing = Stack(tmp_path, f"e2e-{uuid.uuid4().hex[:8]}")
+    try:
+        ports = crashing.state["ports"].values()
+        os.killpg(crashing.state["pids"]["carbonstat-mid"], signal.SIGKILL)
+        code = crashing.process.wait(timeout=60)
+    finally:
+        crashing.stop()
+        delete_broker_objects(crashing.namespace)
+    assert code == 1
+    assert "carbonstat-mid exited with code" in crashing.tail()
+    assert [port for port in ports if port_open(port)] == []
