@@ -165,7 +165,13 @@ class RpcClient:
         )
 
     def _on_reply(self, channel, method, properties, body) -> None:
-        if properties.correlation_id != self._awaited or self._awaited is None:
+        # A second reply for the awaited id (a redelivered copy answered twice)
+        # can arrive in the same batch as the first; the first one wins.
+        if (
+            properties.correlation_id != self._awaited
+            or self._awaited is None
+            or self._reply is not None
+        ):
             metrics.ROUTER_STALE_REPLIES.inc()
             log.debug("event=stale_reply correlation_id=%s", properties.correlation_id)
             return

@@ -44,7 +44,9 @@ def test_router_follows_real_engine_manual_weights(make_stack, real_engine):
     assert manual.status_code == 200, manual.text
 
     posted_before = REGISTRY.get_sample_value("consumer_feedback_posts_total", {"outcome": "ok"}) or 0
-    failed_before = REGISTRY.get_sample_value("consumer_feedback_posts_total", {"outcome": "failed"}) or 0
+    failed_before = (
+        REGISTRY.get_sample_value("consumer_feedback_posts_total", {"outcome": "failed"}) or 0
+    )
     stack = make_stack(namespace=namespace, engine_url=real_engine, feedback_interval=0.3)
     served = Counter(stack.client.get("/echo").get_json()["flavour"] for _ in range(10))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import signal
@@ -10,9 +11,11 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 import requests
+from prometheus_client import REGISTRY
 
 from tests.buffer.conftest import start_consumer
 from tests.buffer.helpers import RABBITMQ_URL, config_env, decision, free_port, wait_for
@@ -30,11 +33,11 @@ def broker_proxy():
     proxy.cut()
 
 
-def spawn_consumer(config, log_path) -> subprocess.Popen:
+def spawn_consumer(config, log_path, **env) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "buffer.consumer"],
         cwd=REPO_ROOT,
-        env=config_env(config),
+        env=config_env(config, **env),
         stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT,
     )
@@ -83,9 +86,7 @@ def test_broker_outage_fails_fast_then_recovers(make_stack, engine, broker_proxy
     assert before and set(before) == {200}
 
 
-def test_killed_consumer_message_redelivered(
-    make_stack, engine, flavour_loads, tmp_path
-):
+def test_killed_consumer_message_redelivered(make_stack, engine, flavour_loads, tmp_path):
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     stack = make_stack(consumer=False, request_timeout=15.0, forward_timeout=10.0)
     first = spawn_consumer(stack.config, tmp_path / "consumer1.log")
@@ -189,19 +190,30 @@ def test_gunicorn_concurrent_requests_get_own_replies(gunicorn_router):
             echoed = reply.json()
             assert echoed["path"] == f"/item/{i}"
             assert echoed["query"] == f"n={i}"
-            assert echoed["body"] == __import__("base64").b64encode(f"body-{i}".encode()).decode()
+            assert echoed["body"] == base64.b64encode(f"body-{i}".encode()).decode()
+
+    # Both workers' counts are merged through PROMETHEUS_MULTIPROC_DIR.
     metrics_text = requests.get(f"{base}/metrics", timeout=5).text
-    assert "router_ingress_http_requests_total" in metrics_text
+    ingress = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text.splitlines()
+        if line.startswith("router_ingress_http_requests_total{")
+    ]
+    assert sum(ingress) == 50
 
 
 def test_sigterm_finishes_inflight_request(make_stack, engine, flavour_loads, tmp_path):
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     stack = make_stack(consumer=False, request_timeout=10.0, forward_timeout=8.0)
-    consumer = spawn_consumer(stack.config, tmp_path / "consumer.log")
+    metrics_port = free_port()
+    consumer = spawn_consumer(
+        stack.config, tmp_path / "consumer.log", CONSUMER_METRICS_PORT=str(metrics_port)
+    )
     try:
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(lambda: stack.client.get("/slow?seconds=1"))
             assert wait_for(lambda: flavour_loads["high"].slow_hits == 1, timeout=10)
+            inflight = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
             consumer.send_signal(signal.SIGTERM)
             reply = pending.result(timeout=15)
         exit_code = consumer.wait(timeout=10)
@@ -212,4 +224,44 @@ def test_sigterm_finishes_inflight_request(make_stack, engine, flavour_loads, tm
     assert reply.status_code == 200
     assert exit_code == 0
     assert flavour_loads["high"].slow_hits == 1
+    assert "consumer_inflight_requests 1.0" in inflight
     assert "event=consumer_stopped" in (tmp_path / "consumer.log").read_text()
+
+
+def test_dropped_consumer_connection_yields_one_reply(make_stack, engine, flavour_loads, broker_proxy):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    proxied = RABBITMQ_URL.replace("127.0.0.1:5672", broker_proxy.address)
+    stack = make_stack(consumer=False, request_timeout=10.0, forward_timeout=8.0)
+    first, first_thread = start_consumer(replace(stack.config, rabbitmq_url=proxied))
+    assert first.ready.wait(timeout=5)
+    stale_before = REGISTRY.get_sample_value("router_stale_replies_total") or 0
+    second = None
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(lambda: stack.client.get("/slow?seconds=1.5"))
+            assert wait_for(lambda: flavour_loads["high"].slow_hits == 1, timeout=10)
+            # The broker loses the first consumer mid-request and redelivers to a second one,
+            # while the first reconnects and still publishes its own reply.
+            second, second_thread = start_consumer(stack.config)
+            broker_proxy.cut()
+            broker_proxy.restore()
+            reply = pending.result(timeout=15)
+            assert wait_for(
+                lambda: flavour_loads["high"].slow_hits == 2 and flavour_loads["high"].active == 0,
+                timeout=10,
+            )
+            time.sleep(0.5)  # both replies have reached the router's connection by now
+            # The pool's one thread owns the same router connection, so this call pumps it again.
+            follow_up = pool.submit(lambda: stack.client.get("/echo")).result(timeout=15)
+    finally:
+        first.stop()
+        first_thread.join(timeout=15)
+        if second is not None:
+            second.stop()
+            second_thread.join(timeout=15)
+
+    assert reply.status_code == 200
+    assert reply.get_json()["slept"] == 1.5
+    assert follow_up.status_code == 200
+    assert follow_up.get_json()["path"] == "/echo"
+    assert REGISTRY.get_sample_value("router_stale_replies_total") == stale_before + 1
