@@ -240,6 +240,12 @@ def report(
         interval_row(final, sampler, bounds=bound, index=index, energy=energy)
         for index, bound in enumerate(bounds)
     ]
+    return write_outputs(rows, out_dir=out_dir)
+
+
+def write_outputs(rows: list[IntervalRow], *, out_dir: Path) -> int:
+    """Print the total row and summary, write the CSV and the chart; return 1 if nothing was answered."""
+    flavours = list(FLAVOUR_NAMES)
     total = total_row(rows, flavours=flavours)
     print(table_line(total, flavours), flush=True)
 
@@ -262,7 +268,7 @@ def report(
 def interval_row(
     samples: list[Sample], sampler: DecisionSampler, *, bounds: tuple[float, float], index: int, energy: dict
 ) -> IntervalRow:
-    """Build one report row and add the engine's last decision of the interval."""
+    """Build one report row and add the engine's decisions sampled during the interval."""
     start, end = bounds
     row = aggregate(samples, start=start, end=end, index=index, energy=energy, flavours=list(FLAVOUR_NAMES))
     decisions = [sample for sample in sampler.samples if start <= sample.at < end]

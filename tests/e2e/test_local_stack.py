@@ -276,6 +276,45 @@ def test_every_component_reports_healthy(stack):
         assert requests.get(url + path, timeout=5).status_code == 200, name
 
 
+def test_demo_reports_running_stack(stack, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "demo",
+            "--run-dir",
+            str(stack.run_dir),
+            "--minutes",
+            "0.2",
+            "--interval",
+            "4",
+            "--rate",
+            "20",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo: using the running stack" in result.stdout
+    assert " 0 failed" in result.stdout
+    csv_files = list(tmp_path.glob("demo-*.csv"))
+    png_files = list(tmp_path.glob("demo-*.png"))
+    assert len(csv_files) == 1
+    assert len(png_files) == 1
+    lines = csv_files[0].read_text().splitlines()
+    # Header, three 4 s intervals of a 12 s demo, and the total row.
+    assert len(lines) == 5
+    total = dict(zip(lines[0].split(","), lines[-1].split(","), strict=True))
+    assert total["interval"] == "all"
+    assert int(total["requests"]) >= 200
+    assert int(total["errors"]) == 0
+
+
 def test_stack_stops_when_a_component_dies(tmp_path):
     crashing = Stack(tmp_path, f"e2e-{uuid.uuid4().hex[:8]}")
     try:
