@@ -156,7 +156,7 @@ def gunicorn_router(make_stack, engine, tmp_path):
 
     base = f"http://127.0.0.1:{port}"
     ready = wait_for(lambda: _answers(f"{base}/healthz"), timeout=15)
-    yield base, ready
+    yield base, ready, tmp_path / "gunicorn.log"
 
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=20)
@@ -172,7 +172,7 @@ def _answers(url: str) -> bool:
 
 
 def test_gunicorn_concurrent_requests_get_own_replies(gunicorn_router):
-    base, ready = gunicorn_router
+    base, ready, log_path = gunicorn_router
     assert ready, "gunicorn router did not start"
 
     def call(i: int):
@@ -200,6 +200,10 @@ def test_gunicorn_concurrent_requests_get_own_replies(gunicorn_router):
         if line.startswith("router_ingress_http_requests_total{")
     ]
     assert sum(ingress) == 50
+    router_log = log_path.read_text()
+    assert "Traceback" not in router_log
+    assert "StreamLost" not in router_log
+    assert "event=broker_unavailable" not in router_log
 
 
 def test_sigterm_finishes_inflight_request(make_stack, engine, flavour_loads, tmp_path):
