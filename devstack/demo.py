@@ -126,7 +126,7 @@ class Traffic:
             return list(self.samples)
 
     def run(self, *, duration: float, rate: float) -> None:
-        """Send `rate` requests per second for `duration` seconds; return when all are answered."""
+        """Send `rate` requests per second for `duration` seconds; return when every response has arrived."""
         deadline = self.started + duration
         with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
             scheduled = self.started
@@ -234,7 +234,7 @@ def report(
     sender.join()
     sampler.stop()
 
-    # Late answers may land in an interval already printed, so the files use the final samples.
+    # Late responses may land in an interval already printed, so the files use the final samples.
     final = traffic.snapshot()
     rows = [
         interval_row(final, sampler, bounds=bound, index=index, energy=energy)

@@ -1,8 +1,10 @@
 """The `run` command: start every component, register the schedule, report, stop cleanly.
 
-Order matters: the engine must answer before the hooks can ask it for a
-decision, and the flavours must answer before the consumer forwards to them.
-So components start one by one, each waiting for its health check. Any
+Order matters: the engine must be up before the hooks can request a
+decision from it, the flavours before the consumer forwards to them, and the
+first sync must be done before the router starts, or it would route on its
+all-`high` fallback. So components start one by one, each waiting for its
+health check. Any
 failure stops everything already started and names the component and its
 log. Ctrl-C (SIGINT) and SIGTERM stop every process group, newest first.
 """

@@ -7,7 +7,7 @@ queues on the shared broker are unique and are deleted at the end. Through
 the router it sends a batch of requests in a clean slot and one in a dirty
 slot and checks:
 
-- every answer is the correct average for the flavour that served it;
+- every response holds the correct average for the flavour that served it;
 - the flavour counts fit the engine's weights (chi-square goodness of fit);
 - the dirty slot gets less `high` than the clean one, in the engine's
   weights and in the observed traffic (two-proportion z-test).
@@ -176,7 +176,7 @@ def random_numbers(rng: random.Random) -> list[float | int]:
 
 
 def send_checked(session: requests.Session, router: str, numbers: list) -> str:
-    """Send one request and return the flavour that served it, after checking its answer."""
+    """Send one request and return the flavour that served it, after checking its response."""
     response = session.post(f"{router}/avg", json={"numbers": numbers}, timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
