@@ -89,7 +89,12 @@ class Stack:
             stdout=self.output,
             stderr=subprocess.STDOUT,
         )
-        self.state = self.wait_ready(timeout=90)
+        try:
+            self.state = self.wait_ready(timeout=90)
+        except BaseException:
+            # A stack that never became ready still has processes to stop.
+            self.stop()
+            raise
         self.urls = self.state["urls"]
         self.key = self.state["schedule"]
 
