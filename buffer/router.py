@@ -26,6 +26,7 @@ import time
 from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from buffer import metrics
 from buffer.config import BufferConfig, FlavourSpec
@@ -171,8 +172,41 @@ def create_app(config: BufferConfig | None = None, *, router: Router | None = No
             defaults={"path": ""} if rule == "/" else None,
             provide_automatic_options=False,
         )
+    _register_error_handlers(app, router)
     router.schedule.start()
     return app
+
+
+def _register_error_handlers(app: Flask, router: Router) -> None:
+    # Requests Flask rejects before the relay view (a method outside METHODS)
+    # and unexpected failures still get a JSON body and an ingress count.
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = jsonify(error=f"{error.name}: {error.description}")
+        response.status_code = error.code or 500
+        if error.code == 405:
+            response.headers["Allow"] = ", ".join(ROUTED_METHODS)
+        _count_ingress(response.status_code)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        log.exception(
+            "event=router_error schedule=%s method=%s error=%r",
+            router.config.schedule_key,
+            metrics.method_label(request.method),
+            error,
+        )
+        _count_ingress(500)
+        response = jsonify(error="internal router error; the request was not relayed")
+        response.status_code = 500
+        return response
+
+
+def _count_ingress(status: int) -> None:
+    metrics.ROUTER_INGRESS.labels(
+        method=metrics.method_label(request.method), status_class=metrics.status_class(status)
+    ).inc()
 
 
 def _handle(router: Router) -> Response:

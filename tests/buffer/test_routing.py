@@ -209,3 +209,17 @@ def test_unreachable_flavour_gives_502_after_retries(make_stack, engine):
     assert "did not answer" in reply.get_json()["error"]
     after = REGISTRY.get_sample_value("consumer_forward_retries_total", {"flavour": "high"})
     assert after - before == 2
+
+
+def test_unsupported_method_is_405_counted_as_other(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(consumer=False)
+    labels = {"method": "other", "status_class": "4xx"}
+    before = REGISTRY.get_sample_value("router_ingress_http_requests_total", labels) or 0
+
+    reply = stack.client.open("/echo", method="PROPFIND")
+
+    assert reply.status_code == 405
+    assert "Method Not Allowed" in reply.get_json()["error"]
+    assert "PATCH" in reply.headers["Allow"]
+    assert REGISTRY.get_sample_value("router_ingress_http_requests_total", labels) == before + 1
