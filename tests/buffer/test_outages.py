@@ -269,3 +269,17 @@ def test_dropped_consumer_connection_yields_one_reply(make_stack, engine, flavou
     assert follow_up.status_code == 200
     assert follow_up.get_json()["path"] == "/echo"
     assert REGISTRY.get_sample_value("router_stale_replies_total") == stale_before + 1
+
+
+def test_idle_router_connection_is_replaced(make_stack, engine, caplog):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(heartbeat=1)
+    assert stack.client.get("/echo").status_code == 200
+    caplog.set_level(logging.INFO, logger="buffer.rpc")
+
+    time.sleep(4)  # no heartbeats from this idle thread: the broker closes its connection
+    reply = stack.client.get("/echo")
+
+    assert reply.status_code == 200
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("event=broker_connected" in message for message in messages)
