@@ -62,7 +62,7 @@ RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672
 class Stack:
     """A `devstack run` subprocess and the URLs it recorded."""
 
-    def __init__(self, run_dir: Path, namespace: str):
+    def __init__(self, run_dir: Path, namespace: str, *, extra_args: tuple[str, ...] = ()):
         self.run_dir = run_dir
         self.namespace = namespace
         self.output = (run_dir / "devstack.out").open("w")
@@ -83,6 +83,7 @@ class Stack:
                 namespace,
                 "--status-interval",
                 "1",
+                *extra_args,
             ],
             cwd=REPO_ROOT,
             env={**os.environ, "FEEDBACK_INTERVAL_SECONDS": str(FEEDBACK_INTERVAL)},
@@ -321,9 +322,11 @@ def test_demo_reports_running_stack(stack, tmp_path):
 
 
 def test_stack_stops_when_a_component_dies(tmp_path):
-    crashing = Stack(tmp_path, f"e2e-{uuid.uuid4().hex[:8]}")
+    # This stack registers with PUT /config directly, the path that skips the hooks.
+    crashing = Stack(tmp_path, f"e2e-{uuid.uuid4().hex[:8]}", extra_args=("--register-via", "engine"))
     try:
         ports = crashing.state["ports"].values()
+        assert crashing.decision()["flavourWeights"]["high"] > 0
         os.killpg(crashing.state["pids"]["carbonstat-mid"], signal.SIGKILL)
         code = crashing.process.wait(timeout=60)
     finally:
