@@ -112,11 +112,13 @@ class RpcClient:
             try:
                 self._ensure_connection(deadline)
                 self._awaited, self._reply, self._refusal = correlation_id, None, None
+                # Set before publishing, because a late nack of an earlier message can
+                # be processed while basic_publish flushes and must not match this one.
+                self._awaited_tag = self._published + 1
                 self._channel.basic_publish(
                     self._config.exchange, routing_key, request.body, properties, mandatory=True
                 )
                 self._published += 1
-                self._awaited_tag = self._published
                 self._last_used = time.monotonic()
                 return
             except pika.exceptions.AMQPError as error:

@@ -223,3 +223,28 @@ def test_unsupported_method_is_405_counted_as_other(make_stack, engine):
     assert "Method Not Allowed" in reply.get_json()["error"]
     assert "PATCH" in reply.headers["Allow"]
     assert REGISTRY.get_sample_value("router_ingress_http_requests_total", labels) == before + 1
+
+
+def test_nacked_message_gives_503(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(consumer=False, request_timeout=3.0, forward_timeout=2.0)
+    assert stack.client.get("/echo").status_code == 504  # connects and declares the topology
+    low = stack.config.flavour_named("low")
+    probe = f"{stack.config.namespace}.nack-probe"
+    connection = pika.BlockingConnection(pika.URLParameters(stack.config.rabbitmq_url))
+    channel = connection.channel()
+    # A second queue on the same routing key that rejects every publish makes the broker nack it.
+    channel.queue_declare(probe, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    channel.queue_bind(probe, stack.config.exchange, routing_key=stack.config.queue_for(low))
+    try:
+        started = time.monotonic()
+        reply = stack.client.get("/echo", headers={"x-carbonrouter": "low"})
+        elapsed = time.monotonic() - started
+    finally:
+        channel.queue_delete(probe)
+        connection.close()
+
+    assert reply.status_code == 503
+    assert reply.headers["Retry-After"] == "1"
+    assert elapsed < 1.0
+    assert REGISTRY.get_sample_value("router_broker_errors_total", {"reason": "nacked"}) >= 1
