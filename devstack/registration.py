@@ -245,7 +245,25 @@ class Registrar:
         # the children it applied; both go back in the next request.
         self.status = reply["status"]
         self.children = reply["children"]
+        self._write_sync_result()
         return float(reply.get("resyncAfterSeconds") or self.settings.resync_seconds)
+
+    def _write_sync_result(self) -> None:
+        """Write the last sync's children and status under the run folder, for people to read.
+
+        They are what Metacontroller would apply in a cluster and store on the
+        TrafficSchedule; nothing reads the files back.
+        """
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        outputs = {
+            "children.yaml": yaml.safe_dump_all(self.children, sort_keys=False),
+            "status.yaml": yaml.safe_dump(self.status, sort_keys=False),
+        }
+        for name, text in outputs.items():
+            path = self.settings.run_dir / name
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(text)
+            temporary.replace(path)
 
     def _put_config(self) -> float:
         url = f"{self.settings.url('engine')}/config/{self.key}"

@@ -5,6 +5,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
 from devstack.registration import (
     Registrar,
@@ -150,13 +151,13 @@ def hooks_server():
         server.close()
 
 
-def test_registrar_round_trips_status(hooks_server):
+def test_registrar_round_trips_status(hooks_server, tmp_path):
     child = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "carbonstat-router"}}
     first = {"status": {"creditBalance": 0.3}, "children": [child], "resyncAfterSeconds": 4.5}
     second = {"status": {"creditBalance": 0.25}, "children": [child], "resyncAfterSeconds": 400}
     hooks = hooks_server([(200, first), (200, second)])
     ports = {**free_ports(["engine"]), "hooks": hooks.port}
-    registrar = Registrar(settings_for(ports=ports))
+    registrar = Registrar(settings_for(ports=ports, run_dir=tmp_path))
 
     assert registrar.sync_once() == 4.5
     # The resync delay is capped so the local schedule never goes unsynced for long.
@@ -165,23 +166,26 @@ def test_registrar_round_trips_status(hooks_server):
     assert hooks.bodies[1]["parent"]["status"] == {"creditBalance": 0.3}
     assert hooks.bodies[1]["children"]["Service.v1"] == {"carbonstat-router": child}
     assert registrar.status == {"creditBalance": 0.25}
+    # The last sync's result is readable under the run folder.
+    assert yaml.safe_load((tmp_path / "status.yaml").read_text()) == {"creditBalance": 0.25}
+    assert list(yaml.safe_load_all((tmp_path / "children.yaml").read_text())) == [child]
 
 
-def test_registrar_reports_hook_error(hooks_server):
+def test_registrar_reports_hook_error(hooks_server, tmp_path):
     hooks = hooks_server([(500, {"error": "engine timed out"})])
-    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}))
+    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}, run_dir=tmp_path))
     with pytest.raises(RegistrationError, match="returned 500.*engine timed out"):
         registrar.sync_once()
 
 
-def test_registrar_rejects_reply_without_children(hooks_server):
+def test_registrar_rejects_reply_without_children(hooks_server, tmp_path):
     hooks = hooks_server([(200, {"status": {}})])
-    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}))
+    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}, run_dir=tmp_path))
     with pytest.raises(RegistrationError, match="no children list"):
         registrar.sync_once()
 
 
-def test_failing_condition_names_first_false(hooks_server):
+def test_failing_condition_names_first_false(hooks_server, tmp_path):
     conditions = [
         {"type": "CeilingsClamped", "status": "False", "message": "every ceiling is within its bounds"},
         {"type": "SpecValid", "status": "True"},
@@ -189,7 +193,7 @@ def test_failing_condition_names_first_false(hooks_server):
         {"type": "Ready", "status": "False", "message": "engine unreachable"},
     ]
     hooks = hooks_server([(200, {"status": {"conditions": conditions}, "children": []})])
-    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}))
+    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}, run_dir=tmp_path))
     assert registrar.failing_condition() is None
     registrar.sync_once()
     assert registrar.failing_condition() == "EngineReachable: engine timed out after 3 s"

@@ -282,6 +282,20 @@ def test_every_component_reports_healthy(stack):
         assert requests.get(url + path, timeout=5).status_code == 200, name
 
 
+def test_sync_hook_result_is_written(stack):
+    # The stack registered through the real hooks: their rendered children and status are on disk.
+    import yaml
+
+    children = list(yaml.safe_load_all((stack.run_dir / "children.yaml").read_text()))
+    kinds = {child["kind"] for child in children}
+    assert {"Deployment", "Service", "ScaledObject", "DestinationRule", "VirtualService"} <= kinds
+    status = yaml.safe_load((stack.run_dir / "status.yaml").read_text())
+    conditions = {condition["type"]: condition["status"] for condition in status["conditions"]}
+    assert conditions["Ready"] == "True"
+    assert conditions["EngineReachable"] == "True"
+    assert {flavour["precision"] for flavour in status["flavours"]} == {100, 50, 25}
+
+
 def test_demo_reports_running_stack(stack, tmp_path):
     result = subprocess.run(
         [
