@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import pytest
+from prometheus_client import REGISTRY
 
 from buffer.messages import RelayedRequest, request_headers_table
 from buffer.rpc import REPLY_TO
@@ -34,7 +35,7 @@ def echo_request(flavour: str, *, forced: bool = False) -> RelayedRequest:
     )
 
 
-def collect_replies(connection, channel, *, seconds: float) -> list:
+def collect_replies(channel) -> list:
     replies = []
     channel.basic_consume(REPLY_TO, lambda ch, m, p, b: replies.append((p, b)), auto_ack=True)
     return replies
@@ -81,7 +82,7 @@ def test_redelivered_copy_is_answered_once(make_stack, engine, flavour_loads):
     config = stack.config
     connection, channel = open_channel(config)
     try:
-        replies = collect_replies(connection, channel, seconds=0)
+        replies = collect_replies(channel)
         request = RelayedRequest(
             method="GET",
             path="/slow",
@@ -131,7 +132,7 @@ def test_consumer_evaluator_redraws_unforced_requests(make_stack, engine):
     assert wait_for(lambda: stack.consumer.schedule.current.evaluator == "consumer", timeout=5)
     connection, channel = open_channel(stack.config)
     try:
-        replies = collect_replies(connection, channel, seconds=0)
+        replies = collect_replies(channel)
         high_queue = stack.config.queue_for(stack.config.flavours[0])
         for forced in (False, True):
             request = echo_request("high", forced=forced)
@@ -181,3 +182,36 @@ def test_feedback_kept_while_engine_fails(make_stack, engine):
     assert wait_for(lambda: engine.feedback, timeout=5)
     assert engine.feedback[0]["counts"] == {"low": 4}
     assert stack.consumer.feedback.pending == {}
+
+
+def test_expired_request_is_acked_unforwarded(make_stack, engine, flavour_loads):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack()
+    assert stack.consumer.ready.wait(timeout=5)
+    labels = {"flavour": "high", "outcome": "expired"}
+    before = REGISTRY.get_sample_value("consumer_messages_total", labels) or 0
+    request = RelayedRequest(
+        method="GET",
+        path="/slow",
+        query="seconds=0.1",
+        headers=(),
+        body=b"",
+        flavour="high",
+        deadline_ms=int((time.time() - 1) * 1000),  # the router stopped waiting a second ago
+    )
+    connection, channel = open_channel(stack.config)
+    try:
+        properties = pika.BasicProperties(
+            reply_to=REPLY_TO, correlation_id="expired-1", headers=request_headers_table(request)
+        )
+        replies = collect_replies(channel)
+        channel.basic_publish("", stack.config.queue_for(stack.config.flavours[0]), b"", properties)
+
+        assert wait_for(
+            lambda: REGISTRY.get_sample_value("consumer_messages_total", labels) == before + 1, timeout=5
+        )
+        pump(connection, seconds=0.3)
+        assert replies == []
+        assert flavour_loads["high"].slow_hits == 0
+    finally:
+        connection.close()
