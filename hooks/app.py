@@ -5,9 +5,11 @@
 Routes: `POST /customize`, `POST /sync`, `GET /healthz`, `GET /metrics`.
 The shell parses JSON, calls the pure function and serialises its result
 with sorted keys, so the same request always gives the same bytes. Status
-codes: 400 for a body that is not a hook request; 429 (with Retry-After) for
-a stale request that cannot be answered safely; 503 when rendering fails;
-500 only for a bug, never with a traceback.
+codes: 400 for a body that is not a hook request (including JSON nested
+deeper than MAX_BODY_DEPTH); 429 (with Retry-After) for a stale request that
+cannot be answered safely; 503 when rendering fails; 500 only for a bug,
+never with a traceback. Every error, routing errors such as 404 and 405
+included, is a JSON object `{"error": message}`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -27,6 +30,12 @@ from hooks.engine_client import EngineClient, EngineRejected, EngineUnavailable,
 from hooks.sync import BadRequest, CannotSync, customize, sync
 
 log = logging.getLogger("hooks.app")
+
+# Metacontroller requests nest about 15 levels (children -> Deployment -> pod
+# template -> container -> env). The limit leaves room for that and keeps every
+# recursive walk later on (schema validation, serialisation) far below Python's
+# recursion limit of 1000.
+MAX_BODY_DEPTH = 100
 
 
 class HookMetrics:
@@ -106,7 +115,21 @@ def create_app(config: HookConfig | None = None, *, engine: EngineClient | None 
     def metrics_route():
         return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
+    _register_error_handlers(app)
     return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    """Return routing errors and unhandled exceptions as JSON instead of Werkzeug's HTML pages."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return _error(error.code or 500, f"{error.name}: {error.description}")
+
+    @app.errorhandler(Exception)
+    def unhandled_error(error: Exception):
+        log.exception("event=request-failed path=%s", request.path)
+        return _error(500, "internal error while handling the request; see the hooks log")
 
 
 def _sync_once(*, engine: EngineClient, config: HookConfig, clock) -> tuple[str, Response]:
@@ -140,10 +163,34 @@ def _outcome(result: dict) -> str:
 
 def _json_body() -> tuple[object, Response | None]:
     raw = request.get_data()
+    too_deep = _error(400, f"request body is nested deeper than {MAX_BODY_DEPTH} levels; "
+                           "Metacontroller hook requests nest far less")
     try:
-        return json.loads(raw), None
+        body = json.loads(raw)
+    except RecursionError:
+        return None, too_deep
     except (ValueError, UnicodeDecodeError) as error:
         return None, _error(400, f"request body is not valid JSON: {error}")
+    if _nesting_depth(body) > MAX_BODY_DEPTH:
+        return None, too_deep
+    return body, None
+
+
+def _nesting_depth(document: object) -> int:
+    """Return how many arrays and objects deep `document` nests, walking without recursion."""
+    deepest = 0
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _json_response(payload: dict, status: int = 200) -> Response:

@@ -79,7 +79,8 @@ class SyncContext:
 def customize(request: dict) -> dict:
     """Ask Metacontroller for the target Service and its candidate flavour Deployments."""
     parent = _parent(request)
-    target = ((parent.get("spec") or {}).get("target")) or {}
+    spec = parent.get("spec") if isinstance(parent.get("spec"), dict) else {}
+    target = spec.get("target") if isinstance(spec.get("target"), dict) else {}
     service = target.get("service")
     if not isinstance(service, str) or not service:
         return {"relatedResources": []}  # the sync hook reports the invalid spec

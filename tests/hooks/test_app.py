@@ -113,3 +113,72 @@ def test_render_failure_is_503(tmp_path):
     assert response.status_code == 503
     assert "rendering children failed" in response.get_json()["error"]
     assert response.headers["Retry-After"] == "15"
+
+
+def nested_array(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+@pytest.mark.parametrize("route", ["/sync", "/customize"])
+@pytest.mark.parametrize("levels", [1_000, 100_000])
+def test_deeply_nested_body_is_400_json(config, route, levels):
+    response = client_for(config).post(route, data=nested_array(levels), content_type="application/json")
+    assert response.status_code == 400
+    assert response.mimetype == "application/json"
+    assert "nested" in response.get_json()["error"]
+
+
+def test_nesting_over_depth_limit_is_400(config):
+    # 500 levels parse without a RecursionError, but any later recursive walk
+    # (schema validation, serialisation) could still overflow the stack.
+    request = load_request("sync-steady-state.json")
+    deep: list = []
+    for _ in range(500):
+        deep = [deep]
+    request["parent"]["spec"]["target"]["selector"] = {"app": deep}
+    response = client_for(config).post("/sync", json=request)
+    assert response.status_code == 400
+    assert "nested" in response.get_json()["error"]
+
+
+def test_kubernetes_nesting_depth_accepted(config):
+    request = load_request("sync-steady-state.json")
+    deep: dict = {}
+    for _ in range(40):
+        deep = {"a": deep}
+    request["parent"]["status"]["diagnostics"] = deep
+    response = client_for(config).post("/sync", json=request)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/nowhere", 404),
+    ("GET", "/sync", 405),
+    ("DELETE", "/customize", 405),
+    ("POST", "/healthz", 405),
+])
+def test_routing_errors_are_json(config, method, path, status):
+    response = client_for(config).open(path, method=method)
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    assert response.get_json()["error"]
+
+
+def test_customize_bug_is_500_json(config, monkeypatch):
+    def broken_customize(request):
+        raise KeyError("relatedResources")
+
+    monkeypatch.setattr("hooks.app.customize", broken_customize)
+    response = client_for(config).post("/customize", json=load_request("customize-three-flavours.json"))
+    assert response.status_code == 500
+    assert response.mimetype == "application/json"
+    assert "internal error" in response.get_json()["error"]
+    assert "KeyError" not in response.get_data(as_text=True)
+
+
+def test_customize_spec_list_relates_nothing(config):
+    request = load_request("customize-three-flavours.json")
+    request["parent"]["spec"] = ["not", "an", "object"]
+    response = client_for(config).post("/customize", json=request)
+    assert response.status_code == 200
+    assert response.get_json() == {"relatedResources": []}
