@@ -66,10 +66,8 @@ def validate_manual(body, *, flavours: tuple[Flavour, ...], ttl_max: timedelta) 
     if "ttlSeconds" not in body:
         errors.append(FieldError("ttlSeconds", "missing; give the override's lifetime in seconds"))
     else:
-        ttl = parse_duration(body["ttlSeconds"], field_name="ttlSeconds", errors=errors)
-        if ttl is not None and ttl > ttl_max:
-            errors.append(FieldError("ttlSeconds", f"must be at most {int(ttl_max.total_seconds())} "
-                                                   f"seconds, got {int(ttl.total_seconds())}"))
+        ttl = parse_duration(body["ttlSeconds"], field_name="ttlSeconds", errors=errors,
+                             at_most=ttl_max.total_seconds())
     throttle = None
     if body.get("throttle") is not None:
         throttle = parse_number(body["throttle"], field_name="throttle", errors=errors)

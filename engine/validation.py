@@ -20,6 +20,18 @@ COMPONENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DURATION_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 EVALUATORS = ("router", "consumer")
+# Maximum duration, in seconds, for a field without a bound of its own: one year.
+MAX_DURATION_SECONDS = 366 * 86400.0
+# Maximum per scheduler duration attribute, in seconds. A decision that lives a day or a
+# quality window of a month is already longer than a schedule needs. A provider call or a
+# cached provider response older than these bounds would only hide an outage.
+DURATION_LIMITS = {
+    "credit_window": 30 * 86400.0,
+    "valid_for": 86400.0,
+    "discovery_interval": 86400.0,
+    "carbon_timeout": 60.0,
+    "carbon_cache_ttl": 86400.0,
+}
 MAX_FLAVOURS = 32
 
 
@@ -116,8 +128,12 @@ def parse_integer(value, *, field_name: str, errors: list[FieldError]) -> int | 
 
 
 def parse_duration(value, *, field_name: str, errors: list[FieldError],
-                   allow_zero: bool = False) -> timedelta | None:
-    """Read seconds as a number, a numeric string, or a string with a unit: "300", "5m", "24h"."""
+                   allow_zero: bool = False, at_most: float = MAX_DURATION_SECONDS) -> timedelta | None:
+    """Read seconds as a number, a numeric string, or a string with a unit: "300", "5m", "24h".
+
+    `at_most` is the maximum accepted, in seconds. It is checked before the timedelta
+    is built, so a value such as 1e308 becomes a field error instead of an OverflowError.
+    """
     if isinstance(value, str):
         match = DURATION_TEXT.match(value)
         if not match:
@@ -133,7 +149,18 @@ def parse_duration(value, *, field_name: str, errors: list[FieldError],
         expected = "zero or positive" if allow_zero else "positive"
         errors.append(FieldError(field_name, f"must be {expected}, got {value!r}"))
         return None
+    if seconds > at_most:
+        errors.append(FieldError(field_name, f"must be at most {seconds_text(at_most)}, got {value!r}"))
+        return None
     return timedelta(seconds=seconds)
+
+
+def seconds_text(seconds: float) -> str:
+    """Say a bound in seconds and, when it is a whole number of days or hours, in those too."""
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds:g} seconds ({seconds / size:g}{unit})"
+    return f"{seconds:g} seconds"
 
 
 def check_range(value, *, field_name: str, low=None, high=None, errors: list[FieldError],
@@ -177,7 +204,7 @@ SCHEDULER_FIELDS = {
     "discoveryInterval": ("discovery_interval", "duration"),
     "carbonTarget": ("carbon_target", "text"),
     "carbonTimeout": ("carbon_timeout", "duration"),
-        "carbonCacheTTL": ("carbon_cache_ttl", "duration-or-zero"),
+    "carbonCacheTTL": ("carbon_cache_ttl", "duration-or-zero"),
     "throttleMin": ("throttle_min", "number"),
     "throttleIntensityFloor": ("throttle_intensity_floor", "number"),
     "throttleIntensityCeiling": ("throttle_intensity_ceiling", "number"),
@@ -204,7 +231,8 @@ def validate_scheduler(raw, *, policies: list[str], errors: list[FieldError]) ->
             values[attribute] = parse_number(value, field_name=path, errors=errors)
         elif kind.startswith("duration"):
             values[attribute] = parse_duration(value, field_name=path, errors=errors,
-                                               allow_zero=kind == "duration-or-zero")
+                                               allow_zero=kind == "duration-or-zero",
+                                               at_most=DURATION_LIMITS[attribute])
         elif kind == "object":
             values[attribute] = require_object(value, field_name=path, errors=errors)
         elif isinstance(value, str):

@@ -1,0 +1,57 @@
+"""Upper bounds on engine inputs: huge durations, counts and replica bounds get a 400 naming the field."""
+
+import copy
+
+import pytest
+
+from tests.engine.conftest import CONFIG
+
+
+def config_with(**scheduler):
+    body = copy.deepcopy(CONFIG)
+    body["scheduler"].update(scheduler)
+    return body
+
+
+def details(response) -> dict[str, str]:
+    return {detail["field"]: detail["message"] for detail in response.get_json()["details"]}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("validFor", 1e308),
+    ("validFor", "2d"),
+    ("creditWindow", 1e20),
+    ("creditWindow", "99999999999h"),
+    ("creditWindow", "31d"),
+    ("discoveryInterval", 1e308),
+    ("carbonTimeout", 1e308),
+    ("carbonTimeout", "61s"),
+    ("carbonCacheTTL", 1e308),
+    ("carbonCacheTTL", "25h"),
+    ("creditWindow", "9" * 400),
+])
+def test_huge_scheduler_duration_rejected(client, field, value):
+    response = client.put("/config/default/huge", json=config_with(**{field: value}))
+    assert response.status_code == 400
+    messages = details(response)
+    assert list(messages) == [f"scheduler.{field}"]
+    assert "at most" in messages[f"scheduler.{field}"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("validFor", "1d"), ("creditWindow", "30d"), ("carbonTimeout", 60), ("carbonCacheTTL", "24h"),
+    ("discoveryInterval", 86400),
+])
+def test_duration_at_bound_accepted(client, field, value):
+    response = client.put("/config/default/edge", json=config_with(**{field: value}))
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("ttl", [1e308, "99999999999h", 86401])
+def test_huge_manual_ttl_rejected(configured, ttl):
+    response = configured.post("/schedule/default/carbonstat/manual",
+                               json={"flavourWeights": {"high": 100}, "ttlSeconds": ttl})
+    assert response.status_code == 400
+    messages = details(response)
+    assert list(messages) == ["ttlSeconds"]
+    assert "at most 86400 seconds" in messages["ttlSeconds"]
