@@ -33,6 +33,8 @@ DURATION_LIMITS = {
     "carbon_cache_ttl": 86400.0,
 }
 MAX_FLAVOURS = 32
+# Maximum replicas of one component; a larger bound is a typo, not a deployment.
+MAX_REPLICAS = 10000
 
 
 class ValidationError(ValueError):
@@ -336,7 +338,7 @@ def validate_flavour(item, *, path: str, errors: list[FieldError]) -> Flavour | 
 
 
 def validate_bounds(raw, *, errors: list[FieldError]) -> dict[str, ComponentBounds] | None:
-    """Parse `componentBounds`: non-negative whole numbers with min <= max per component."""
+    """Parse `componentBounds`: whole numbers with 0 <= min <= max <= MAX_REPLICAS per component."""
     if raw is None:
         return dict(DEFAULT_BOUNDS)
     section = require_object(raw, field_name="componentBounds", errors=errors)
@@ -359,6 +361,9 @@ def validate_bounds(raw, *, errors: list[FieldError]) -> dict[str, ComponentBoun
             continue
         if low < 0 or high < 0:
             errors.append(FieldError(path, f"min and max must be non-negative, got min={low} max={high}"))
+        elif high > MAX_REPLICAS:
+            errors.append(FieldError(path, f"min and max must be at most {MAX_REPLICAS} replicas, "
+                                           f"got min={low} max={high}"))
         elif low > high:
             errors.append(FieldError(path, f"min must not exceed max, got min={low} max={high}"))
         else:

@@ -1,6 +1,7 @@
 """Upper bounds on engine inputs: huge durations, counts and replica bounds get a 400 naming the field."""
 
 import copy
+import math
 
 import pytest
 
@@ -55,3 +56,27 @@ def test_huge_manual_ttl_rejected(configured, ttl):
     messages = details(response)
     assert list(messages) == ["ttlSeconds"]
     assert "at most 86400 seconds" in messages["ttlSeconds"]
+
+
+@pytest.mark.parametrize("bounds", [
+    {"min": 1, "max": 1e308},
+    {"min": 1, "max": 10001},
+    {"min": 20000, "max": 20000},
+])
+def test_huge_replica_bounds_rejected(client, bounds):
+    body = copy.deepcopy(CONFIG)
+    body["componentBounds"]["target"] = bounds
+    response = client.put("/config/default/huge", json=body)
+    assert response.status_code == 400
+    messages = details(response)
+    assert list(messages) == ["componentBounds.target"]
+    assert "at most 10000" in messages["componentBounds.target"]
+
+
+def test_replica_bound_of_10000_accepted(client):
+    body = copy.deepcopy(CONFIG)
+    body["componentBounds"]["target"] = {"min": 1, "max": 10000}
+    response = client.put("/config/default/edge", json=body)
+    assert response.status_code == 200
+    processing = response.get_json()["processing"]
+    assert processing["ceilings"]["target"] == math.floor(10000 * processing["throttle"])
