@@ -18,6 +18,7 @@ import re
 import time
 
 from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from engine.config import EngineConfig
@@ -36,6 +37,21 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# Maximum requests per flavour in one feedback call. The sum of several such counts stays
+# finite, so the ledger and the `accepted` figure never become Infinity.
+MAX_FEEDBACK_COUNT = 1e12
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider with `allow_nan=False`, so no response carries NaN or Infinity.
+
+    Non-standard JSON breaks strict clients. A non-finite number that reaches a response
+    is a bug, so it raises ValueError and the client gets the JSON 500 instead.
+    """
+
+    def dumps(self, obj, **kwargs) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
 
 
 class ApiError(Exception):
@@ -91,6 +107,8 @@ def validate_counts(body, *, flavours) -> dict[str, float]:
         count = parse_number(value, field_name=path, errors=errors)
         if count is not None and count < 0:
             errors.append(FieldError(path, f"must not be negative, got {count}"))
+        elif count is not None and count > MAX_FEEDBACK_COUNT:
+            errors.append(FieldError(path, f"must be at most {MAX_FEEDBACK_COUNT:g} requests, got {count:g}"))
         elif count is not None:
             counts[name] = count
     if errors:
@@ -118,6 +136,7 @@ def create_app(config: EngineConfig | dict | None = None) -> Flask:
     engine_config = EngineConfig.coerce(config)
     configure_logging(engine_config.log_level)
     app = Flask(__name__)
+    app.json = StrictJSONProvider(app)
     metrics = EngineMetrics()
     store = SessionStore(engine_config, metrics=metrics)
     app.extensions["engine.store"] = store

@@ -80,3 +80,31 @@ def test_replica_bound_of_10000_accepted(client):
     assert response.status_code == 200
     processing = response.get_json()["processing"]
     assert processing["ceilings"]["target"] == math.floor(10000 * processing["throttle"])
+
+
+@pytest.mark.parametrize("counts, bad", [
+    ({"high": 1e308, "low": 1e308}, {"counts.high", "counts.low"}),
+    ({"high": 1e12 + 1, "low": 5}, {"counts.high"}),
+    ({"high": "nan"}, {"counts.high"}),
+    ({"high": "inf"}, {"counts.high"}),
+])
+def test_huge_feedback_counts_rejected(configured, counts, bad):
+    response = configured.post("/feedback/default/carbonstat", json={"counts": counts})
+    assert response.status_code == 400
+    assert set(details(response)) == bad
+    assert "Infinity" not in response.get_data(as_text=True)
+    balance = configured.get("/schedule/default/carbonstat").get_json()["credits"]["balance"]
+    assert balance == 0.0
+
+
+def test_feedback_count_of_1e12_accepted(configured):
+    response = configured.post("/feedback/default/carbonstat", json={"counts": {"high": 1e12}})
+    assert response.status_code == 200
+    assert response.get_json()["accepted"] == 1e12
+
+
+def test_json_provider_rejects_non_finite_numbers(app):
+    with pytest.raises(ValueError):
+        app.json.dumps({"accepted": float("inf")})
+    with pytest.raises(ValueError):
+        app.json.dumps({"accepted": float("nan")})
