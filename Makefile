@@ -11,7 +11,7 @@ MINUTES ?= 3
 # Extra flags for devstack, e.g. `make run ARGS="--speed-up 600 --free-ports"`.
 ARGS ?=
 
-.PHONY: help venv venv-dev rabbitmq run demo status test bench lint evaluate bench-evaluate
+.PHONY: help venv venv-dev rabbitmq node run demo status test bench lint evaluate bench-evaluate
 
 help:
 	@echo "make run    start engine, hooks, carbonstat flavours, consumer and router on loopback"
@@ -47,7 +47,10 @@ demo: venv rabbitmq
 status: venv
 	$(PY) -m devstack status $(ARGS)
 
-test: venv-dev rabbitmq
+node:
+	@scripts/ensure-node.sh
+
+test: venv-dev rabbitmq node
 	$(PY) -m pytest
 
 bench: $(BENCH_TARGETS)
