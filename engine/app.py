@@ -40,6 +40,9 @@ RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 # Maximum requests per flavour in one feedback call. The sum of several such counts stays
 # finite, so the ledger and the `accepted` figure never become Infinity.
 MAX_FEEDBACK_COUNT = 1e12
+# Maximum nesting of a request body. Valid bodies nest about 6 levels (a restored state holding
+# a decision). Deeper input is rejected before validation, whose messages may repr values.
+MAX_JSON_DEPTH = 32
 
 
 class StrictJSONProvider(DefaultJSONProvider):
@@ -76,10 +79,32 @@ def json_body() -> object:
     if not request.is_json:
         raise ApiError(415, f"request body must be JSON (Content-Type: application/json), "
                             f"got {request.content_type or 'no Content-Type'}")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # The JSON decoder recurses once per nesting level and gives up near Python's recursion limit.
+        raise ApiError(400, "invalid JSON: nested too deeply") from None
     if body is None:
         raise ApiError(400, "request body is not valid JSON")
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise ApiError(400, "invalid JSON: nested too deeply")
     return body
+
+
+def json_depth(value: object) -> int:
+    """Return the nesting depth of parsed JSON (a scalar is 0), without recursion."""
+    deepest = 0
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
 
 
 def check_schedule_name(namespace: str, name: str) -> None:
