@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from engine.model import Flavour
+from engine.policies import POLICIES
+from engine.policies.base import ENGINE_SET_OPTIONS, PolicyOption
 
 COMPONENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DURATION_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -245,7 +247,51 @@ def validate_scheduler(raw, *, policies: list[str], errors: list[FieldError]) ->
     failed = {attribute for attribute, value in values.items() if value is None}
     spec = SchedulerSpec(**{attribute: value for attribute, value in values.items() if value is not None})
     check_scheduler_ranges(spec, policies=policies, failed=failed, errors=errors)
+    if spec.policy in policies and "policy" not in failed:
+        options = validate_options(spec.options, policy=spec.policy, errors=errors)
+        if options is None:
+            failed.add("options")
+        else:
+            spec = replace(spec, options=options)
     return None if failed else spec
+
+
+def validate_options(raw: dict, *, policy: str, errors: list[FieldError]) -> dict | None:
+    """Check `scheduler.options` against the options `policy` declares; return them as numbers.
+
+    Keys the policy does not read and keys the engine sets itself are errors.
+    A null value means "use the default" and is dropped.
+    """
+    accepted = accepted_options(policy)
+    count = len(errors)
+    options: dict = {}
+    for key, value in raw.items():
+        path = f"scheduler.options.{key}"
+        if key in ENGINE_SET_OPTIONS:
+            errors.append(FieldError(path, f"set by the engine ({ENGINE_SET_OPTIONS[key]}); remove it"))
+        elif key not in accepted:
+            valid = (f"valid options are {', '.join(accepted)}" if accepted
+                     else "it takes no options")
+            errors.append(FieldError(path, f"unknown option for policy {policy}; {valid}"))
+        elif value is not None:
+            options[key] = parse_option(value, option=accepted[key], field_name=path, errors=errors)
+    return options if len(errors) == count else None
+
+
+def accepted_options(policy: str) -> dict[str, PolicyOption]:
+    """Return the options a registered policy reads; an unregistered name reads none."""
+    policy_class = POLICIES.get(policy)
+    return dict(policy_class.accepted_options) if policy_class is not None else {}
+
+
+def parse_option(value, *, option: PolicyOption, field_name: str, errors: list[FieldError]):
+    """Read one option value as its declared kind and check it lies in the option's range."""
+    if option.kind == "integer":
+        number = parse_integer(value, field_name=field_name, errors=errors)
+    else:
+        number = parse_number(value, field_name=field_name, errors=errors)
+    check_range(number, field_name=field_name, low=option.low, high=option.high, errors=errors)
+    return number
 
 
 def check_scheduler_ranges(spec: SchedulerSpec, *, policies: list[str], failed: set[str],

@@ -15,8 +15,11 @@ Carbon-aware policies scale it up in dirty slots and down in clean ones.
 from __future__ import annotations
 
 from engine.model import Flavour, LedgerView, PolicyContext
+from engine.policies.base import PolicyOption
 
 DEFAULT_MAX_ALLOWANCE = 0.9
+# `maxAllowance` is clipped to [0, 0.99] when read, so validation accepts exactly that range.
+MAX_ALLOWANCE_OPTION = PolicyOption(kind="number", low=0.0, high=0.99, default=DEFAULT_MAX_ALLOWANCE)
 
 
 def ordered_enabled(flavours: tuple[Flavour, ...]) -> list[Flavour]:

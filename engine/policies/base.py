@@ -23,10 +23,30 @@ class PolicyResult:
     diagnostics: dict = field(default_factory=dict)
 
 
+# Option keys the session fills in before every evaluation. A schedule may not set them,
+# because the engine's value would replace the user's after the first measurement.
+ENGINE_SET_OPTIONS = {
+    "windowEmissions": "emissions so far in the quality window",
+    "demandError": "the measured relative error of the demand forecast",
+}
+
+
+@dataclass(frozen=True)
+class PolicyOption:
+    """A tuning option a policy reads from `scheduler.options`: kind, inclusive range and default."""
+
+    kind: str  # "number" or "integer"
+    low: float
+    high: float
+    default: float
+
+
 class Policy(ABC):
     """Base class of every scheduling policy; subclasses are stateless."""
 
     name: ClassVar[str]
+    # The `scheduler.options` keys this policy reads. Validation rejects any other key.
+    accepted_options: ClassVar[dict[str, PolicyOption]] = {}
 
     @abstractmethod
     def decide(self, ctx: PolicyContext) -> PolicyResult:

@@ -22,6 +22,7 @@ from engine.policies import register
 from engine.policies.allocation import (
     budget_allowance,
     credit_factor,
+    MAX_ALLOWANCE_OPTION,
     intensity_position,
     max_allowance,
     ordered_enabled,
@@ -62,6 +63,7 @@ def capped_result(ctx: PolicyContext, *, allowance: float, diagnostics: dict) ->
 @register
 class CreditGreedyPolicy(Policy):
     name = "credit-greedy"
+    accepted_options = {"maxAllowance": MAX_ALLOWANCE_OPTION}
 
     def decide(self, ctx: PolicyContext) -> PolicyResult:
         allowance, diagnostics = credit_greedy_allowance(ctx)

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 from engine.model import CarbonSnapshot, PolicyContext
 from engine.policies import register
-from engine.policies.allocation import option_float
-from engine.policies.base import Policy, PolicyResult
+from engine.policies.allocation import MAX_ALLOWANCE_OPTION, option_float
+from engine.policies.base import Policy, PolicyOption, PolicyResult
 from engine.policies.credit_greedy import capped_result, credit_greedy_allowance
 
 DEFAULT_DEAD_BAND = 0.05
+# A relative trend beyond 100 % is rare, so a wider dead band would switch the trend factor off.
+DEAD_BAND_OPTION = PolicyOption(kind="number", low=0.0, high=1.0, default=DEFAULT_DEAD_BAND)
+# The factor is clipped to [0.5, 1.5], so a gain above 10 only makes it jump between the clips.
+TREND_GAIN_OPTION = PolicyOption(kind="number", low=0.0, high=10.0, default=1.0)
+# Slots are half an hour long, so 96 slots look two days ahead.
+TREND_SLOTS_OPTION = PolicyOption(kind="integer", low=1, high=96, default=2)
 
 
 def intensity_trend(carbon: CarbonSnapshot, *, slots: int) -> float | None:
@@ -39,6 +45,8 @@ def trend_factor(trend: float | None, *, dead_band: float, gain: float) -> float
 @register
 class ForecastAwarePolicy(Policy):
     name = "forecast-aware"
+    accepted_options = {"maxAllowance": MAX_ALLOWANCE_OPTION, "deadBand": DEAD_BAND_OPTION,
+                        "trendGain": TREND_GAIN_OPTION, "trendSlots": TREND_SLOTS_OPTION}
 
     def decide(self, ctx: PolicyContext) -> PolicyResult:
         allowance, diagnostics = credit_greedy_allowance(ctx)

@@ -29,13 +29,23 @@ from __future__ import annotations
 from engine.model import PolicyContext
 from engine.policies import register
 from engine.policies.allocation import (
+    MAX_ALLOWANCE_OPTION,
     budget_allowance,
     option_float,
     ordered_enabled,
 )
-from engine.policies.base import Policy, PolicyResult
+from engine.policies.base import Policy, PolicyOption, PolicyResult
 from engine.policies.credit_greedy import capped_result
-from engine.policies.forecast_aware import DEFAULT_DEAD_BAND, intensity_trend, trend_factor
+from engine.policies.forecast_aware import (
+    DEAD_BAND_OPTION,
+    DEFAULT_DEAD_BAND,
+    TREND_GAIN_OPTION,
+    intensity_trend,
+    trend_factor,
+)
+
+# Slots are half an hour long, so 96 slots look two days ahead.
+LOOK_AHEAD_SLOTS_OPTION = PolicyOption(kind="integer", low=1, high=96, default=6)
 
 
 def clip(value: float, low: float, high: float) -> float:
@@ -110,6 +120,8 @@ def carbon_factors(ctx: PolicyContext) -> dict[str, float]:
 @register
 class ForecastAwareGlobalPolicy(Policy):
     name = "forecast-aware-global"
+    accepted_options = {"maxAllowance": MAX_ALLOWANCE_OPTION, "deadBand": DEAD_BAND_OPTION,
+                        "trendGain": TREND_GAIN_OPTION, "lookAheadSlots": LOOK_AHEAD_SLOTS_OPTION}
 
     def decide(self, ctx: PolicyContext) -> PolicyResult:
         enabled = ordered_enabled(ctx.flavours)

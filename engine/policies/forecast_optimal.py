@@ -57,7 +57,7 @@ from datetime import UTC, datetime, timedelta
 from engine.model import SLOT, Flavour, PolicyContext
 from engine.planner import WindowPlan, flavour_hull, plan_window
 from engine.policies import register
-from engine.policies.base import Policy, PolicyResult
+from engine.policies.base import Policy, PolicyOption, PolicyResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_HEDGE = 0.001
@@ -176,6 +176,8 @@ class ForecastOptimal(Policy):
     """Least expected emissions over the rest of the quality window, re-planned every evaluation."""
 
     name = "forecast-optimal"
+    # `demandError` is read too, but the session sets it (see ENGINE_SET_OPTIONS).
+    accepted_options = {"hedge": PolicyOption(kind="number", low=0.0, high=1.0, default=DEFAULT_HEDGE)}
 
     def decide(self, ctx: PolicyContext) -> PolicyResult:
         _, window_end, delivered, delivered_precision = window_bounds(ctx)
