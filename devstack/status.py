@@ -55,9 +55,9 @@ def status_line(decision: dict | None, *, health: dict[str, str] | None = None) 
     credits = decision.get("credits") or {}
     processing = decision.get("processing") or {}
     stale = " STALE" if carbon.get("stale") else ""
+    index = f" ({carbon['index']})" if carbon.get("index") else ""
     return (
-        f"{stamp} slot {slot} intensity {_number(carbon.get('now'))} g/kWh"
-        f" ({carbon.get('index') or '-'}{stale})"
+        f"{stamp} slot {slot} intensity {_number(carbon.get('now'))} g/kWh{index}{stale}"
         f" next {_number(carbon.get('next'))} | {format_weights(decision)}"
         f" | precision {_number(decision.get('avgPrecision'), 1)}"
         f" | throttle {_number(processing.get('throttle'), 2)}"

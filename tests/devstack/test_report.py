@@ -90,5 +90,11 @@ def test_status_line_shows_decision():
     assert "DOWN: router (exited 1)" in line
 
 
+def test_status_line_omits_missing_index():
+    decision = {"carbon": {"now": 56, "next": 48, "stale": True}, "flavourWeights": {"high": 100}}
+    line = status_line(decision)
+    assert "intensity 56 g/kWh STALE next 48" in line
+
+
 def test_status_line_without_decision():
     assert "engine has no decision yet" in status_line(None)
