@@ -77,3 +77,20 @@ def test_status_without_stack_says_how_to_start(tmp_path):
     assert result.returncode == 1
     assert "no running stack found" in result.stderr
     assert "make run" in result.stderr
+
+
+def test_missing_entry_point_is_named(monkeypatch):
+    from devstack import components
+
+    monkeypatch.setitem(components.ENTRY_POINTS, "router", "buffer.no_such_router")
+    monkeypatch.setitem(components.ENTRY_POINTS, "hooks", "no_such_package.app")
+    assert components.missing_entry_points() == [
+        "hooks: module no_such_package.app not found",
+        "router: module buffer.no_such_router not found",
+    ]
+
+
+def test_every_entry_point_exists():
+    from devstack.components import missing_entry_points
+
+    assert missing_entry_points() == []
