@@ -9,21 +9,26 @@ with engine units: precision as a 0.0-1.0 fraction, durations as timedelta.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from engine.fields import (
+    FieldError,
+    ValidationError,
+    check_range,
+    parse_duration,
+    parse_integer,
+    parse_number,
+    require_bool,
+    require_object,
+)
 from engine.model import Flavour
 from engine.policies import POLICIES
 from engine.policies.base import ENGINE_SET_OPTIONS, PolicyOption
 
 COMPONENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DURATION_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 EVALUATORS = ("router", "consumer")
-# Maximum duration, in seconds, for a field without a bound of its own: one year.
-MAX_DURATION_SECONDS = 366 * 86400.0
 # Maximum per scheduler duration attribute, in seconds. A decision that lives a day or a
 # quality window of a month is already longer than a schedule needs. A provider call or a
 # cached provider response older than these bounds would only hide an outage.
@@ -37,23 +42,6 @@ DURATION_LIMITS = {
 MAX_FLAVOURS = 32
 # Maximum replicas of one component; a larger bound is a typo, not a deployment.
 MAX_REPLICAS = 10000
-
-
-class ValidationError(ValueError):
-    """Raised with every problem found in one input document."""
-
-    def __init__(self, errors: list[FieldError]):
-        self.errors = errors
-        super().__init__("; ".join(f"{error.field}: {error.message}" for error in errors))
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    message: str
-
-    def to_json(self) -> dict:
-        return {"field": self.field, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -102,99 +90,6 @@ class ScheduleConfig:
 
 
 DEFAULT_BOUNDS = {name: ComponentBounds(min=1, max=1) for name in ("router", "consumer", "target")}
-
-
-def parse_number(value, *, field_name: str, errors: list[FieldError]) -> float | None:
-    """Read a finite number given as a JSON number or a numeric string; booleans are rejected."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        errors.append(FieldError(field_name, f"must be a number or a numeric string, got {value!r}"))
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        errors.append(FieldError(field_name, f"must be a number or a numeric string, got {value!r}"))
-        return None
-    if not math.isfinite(number):
-        errors.append(FieldError(field_name, f"must be finite, got {value!r}"))
-        return None
-    return number
-
-
-def parse_integer(value, *, field_name: str, errors: list[FieldError]) -> int | None:
-    """Read a whole number (10, 10.0 or "10"); fractions are rejected rather than rounded."""
-    number = parse_number(value, field_name=field_name, errors=errors)
-    if number is None:
-        return None
-    if number != int(number):
-        errors.append(FieldError(field_name, f"must be a whole number, got {value!r}"))
-        return None
-    return int(number)
-
-
-def parse_duration(value, *, field_name: str, errors: list[FieldError],
-                   allow_zero: bool = False, at_most: float = MAX_DURATION_SECONDS) -> timedelta | None:
-    """Read seconds as a number, a numeric string, or a string with a unit: "300", "5m", "24h".
-
-    `at_most` is the maximum accepted, in seconds. It is checked before the timedelta
-    is built, so a value such as 1e308 becomes a field error instead of an OverflowError.
-    """
-    if isinstance(value, str):
-        match = DURATION_TEXT.match(value)
-        if not match:
-            errors.append(FieldError(
-                field_name, f"must be seconds or a duration such as '30s', '5m', '24h', got {value!r}"))
-            return None
-        seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)]
-    else:
-        seconds = parse_number(value, field_name=field_name, errors=errors)
-        if seconds is None:
-            return None
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        expected = "zero or positive" if allow_zero else "positive"
-        errors.append(FieldError(field_name, f"must be {expected}, got {value!r}"))
-        return None
-    if seconds > at_most:
-        errors.append(FieldError(field_name, f"must be at most {seconds_text(at_most)}, got {value!r}"))
-        return None
-    return timedelta(seconds=seconds)
-
-
-def seconds_text(seconds: float) -> str:
-    """Say a bound in seconds and, when it is a whole number of days or hours, in those too."""
-    for unit, size in (("d", 86400), ("h", 3600)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds:g} seconds ({seconds / size:g}{unit})"
-    return f"{seconds:g} seconds"
-
-
-def check_range(value, *, field_name: str, low=None, high=None, errors: list[FieldError],
-                low_inclusive: bool = True, high_inclusive: bool = True) -> None:
-    """Append an error when `value` lies outside the stated bounds."""
-    if value is None:
-        return
-    too_low = low is not None and (value < low if low_inclusive else value <= low)
-    too_high = high is not None and (value > high if high_inclusive else value >= high)
-    if too_low or too_high:
-        left = "[" if low_inclusive else "("
-        right = "]" if high_inclusive else ")"
-        errors.append(FieldError(field_name, f"must be in {left}{low}, {high}{right}, got {value}"))
-
-
-def require_object(value, *, field_name: str, errors: list[FieldError]) -> dict | None:
-    if not isinstance(value, dict):
-        errors.append(FieldError(field_name, f"must be a JSON object, got {type(value).__name__}"))
-        return None
-    return value
-
-
-def require_bool(value, *, field_name: str, errors: list[FieldError]) -> bool | None:
-    """Read a boolean; "true"/"false" strings are accepted because specs may quote them."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    errors.append(FieldError(field_name, f"must be true or false, got {value!r}"))
-    return None
 
 
 # Scheduler fields: JSON name -> (attribute, kind). Kind selects the parser.

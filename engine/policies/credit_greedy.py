@@ -20,9 +20,9 @@ from __future__ import annotations
 from engine.model import PolicyContext
 from engine.policies import register
 from engine.policies.allocation import (
+    MAX_ALLOWANCE_OPTION,
     budget_allowance,
     credit_factor,
-    MAX_ALLOWANCE_OPTION,
     intensity_position,
     max_allowance,
     ordered_enabled,
