@@ -47,7 +47,7 @@ from buffer.feedback import FeedbackReporter
 from buffer.forward import Forwarder
 from buffer.messages import MessageError, RelayedResponse, decode_request, response_headers_table
 from buffer.schedule import ScheduleCache
-from buffer.topology import declare_topology
+from buffer.topology import BROKER_ERRORS, declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Consumer:
                 self._connect()
                 backoff = 0.5
                 self._serve()
-            except (pika.exceptions.AMQPError, OSError) as error:
+            except BROKER_ERRORS as error:
                 log.warning(
                     "event=broker_connection_lost schedule=%s error=%r retry_in=%.1f",
                     self.config.schedule_key,

@@ -42,7 +42,7 @@ from buffer.messages import (
     decode_response,
     request_headers_table,
 )
-from buffer.topology import declare_topology
+from buffer.topology import BROKER_ERRORS, declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class RpcClient:
             channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)
             channel.add_on_return_callback(self._on_return)
             self._enable_confirms(channel, deadline)
-        except (pika.exceptions.AMQPError, OSError) as error:
+        except BROKER_ERRORS as error:
             self.close()
             raise BrokerUnavailable("connect", repr(error)) from None
         self._channel = channel

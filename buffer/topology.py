@@ -9,13 +9,24 @@ starts first creates the topology and the other's declarations are no-ops.
 A queue declared earlier with other arguments makes the broker close the
 channel with PRECONDITION_FAILED; delete that queue or give the service a new
 SERVICE_NAME.
+
+`BROKER_ERRORS` lists the exceptions that mean "the broker cannot be reached
+or stopped answering", for both sides to catch.
 """
 
 from __future__ import annotations
 
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from buffer.config import BufferConfig, FlavourSpec
+
+# pika 1.4.4's BlockingConnection turns only socket-connect failures into
+# AMQPConnectionError. A handshake that times out (AMQPConnectorStackTimeout),
+# an aborted connector and the other connector errors derive from
+# AMQPConnectorException, which is not an AMQPError.
+BROKER_ERRORS = (pika.exceptions.AMQPError, AMQPConnectorException, OSError)
 
 
 def declare_topology(channel: BlockingChannel, config: BufferConfig) -> None:

@@ -1,9 +1,10 @@
-"""A loopback TCP proxy that tests cut and restore to simulate a broker outage."""
+"""A loopback TCP proxy that tests cut, freeze and restore to simulate broker outages."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class TcpProxy:
@@ -11,6 +12,9 @@ class TcpProxy:
 
     Cutting closes the listener and every relayed connection, which is what
     clients see when a broker stops: open connections drop and new ones are refused.
+    Freezing black-holes the broker instead: new connections are accepted but
+    never get a response, and open ones stop carrying data, as behind a dead route.
+    `thaw()` ends the freeze and closes the connections it held.
     """
 
     def __init__(self, upstream: tuple[str, int]) -> None:
@@ -18,6 +22,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._frozen = threading.Event()
+        self._black_holed: set[socket.socket] = set()
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
@@ -47,12 +53,27 @@ class TcpProxy:
 
     close = cut
 
+    def freeze(self) -> None:
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        self._frozen.clear()
+        with self._lock:
+            black_holed, self._black_holed = self._black_holed, set()
+        for sock in black_holed:
+            _close(sock)
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self._frozen.is_set():
+                with self._lock:
+                    self._black_holed.add(client)
+                    self._sockets.add(client)
+                continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
             except OSError:
@@ -65,18 +86,19 @@ class TcpProxy:
                     _close(upstream)
                     return
                 self._sockets.update((client, upstream))
-            threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    _close(source)
-    _close(sink)
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                while self._frozen.is_set():
+                    time.sleep(0.05)
+                sink.sendall(data)
+        except OSError:
+            pass
+        _close(source)
+        _close(sink)
 
 
 def _close(sock: socket.socket) -> None:
