@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from hooks.breaker import EngineCircuitBreaker
 from hooks.config import HookConfig
 from hooks.engine_client import EngineClient, EngineRejected, EngineUnavailable, HttpEngine
 from hooks.sync import BadRequest, CannotSync, customize, sync
@@ -84,7 +85,9 @@ def create_app(config: HookConfig | None = None, *, engine: EngineClient | None 
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = config or HookConfig.from_env()
     metrics = HookMetrics()
-    engine = CountingEngine(engine or HttpEngine(config.engine_url, timeout=config.engine_timeout), metrics)
+    engine = engine or HttpEngine(config.engine_url, timeout=config.engine_timeout)
+    engine = CountingEngine(EngineCircuitBreaker(engine, cooldown_seconds=config.engine_cooldown_seconds),
+                            metrics)
     clock = clock or (lambda: datetime.now(UTC))
     app = Flask("hooks")
     app.extensions["carbonrouter_hooks"] = {"config": config, "engine": engine, "metrics": metrics}

@@ -8,6 +8,7 @@ reading globals inside request handlers.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ class HookConfig:
 
     engine_url: str = DEFAULT_ENGINE_URL
     engine_timeout: float = 3.0  # seconds; Metacontroller's hook timeout is 10 s
+    engine_cooldown_seconds: float = 5.0  # engine calls skipped after a timeout; 0 never skips
     workload_engine_url: str = DEFAULT_ENGINE_URL
     router_image: str = "carbonrouter/router:0.1.0"
     consumer_image: str = "carbonrouter/consumer:0.1.0"
@@ -48,6 +50,8 @@ class HookConfig:
         return cls(
             engine_url=engine_url,
             engine_timeout=_seconds(env, "HOOKS_ENGINE_TIMEOUT", defaults.engine_timeout),
+            engine_cooldown_seconds=_seconds(env, "HOOKS_ENGINE_COOLDOWN_SECONDS",
+                                             defaults.engine_cooldown_seconds, allow_zero=True),
             # Routers and consumers may reach the engine by another address
             # than the hooks do (for example through a NetworkPolicy-scoped name).
             workload_engine_url=env.get("HOOKS_WORKLOAD_ENGINE_URL", engine_url).rstrip("/"),
@@ -63,7 +67,7 @@ class HookConfig:
         )
 
 
-def _seconds(env, variable: str, default: float) -> float:
+def _seconds(env, variable: str, default: float, *, allow_zero: bool = False) -> float:
     raw = env.get(variable)
     if raw is None or raw == "":
         return default
@@ -71,6 +75,9 @@ def _seconds(env, variable: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{variable}={raw!r} is not a number of seconds; set it to e.g. 3") from None
-    if value <= 0:
-        raise ValueError(f"{variable}={raw!r} must be positive")
+    if not math.isfinite(value):
+        raise ValueError(f"{variable}={raw!r} must be a finite number of seconds; set it to e.g. 3")
+    if value < 0 or (value == 0 and not allow_zero):
+        expected = "zero or positive" if allow_zero else "positive"
+        raise ValueError(f"{variable}={raw!r} must be {expected}")
     return value

@@ -21,7 +21,19 @@ REQUIRED_DECISION_FIELDS = ("flavourWeights", "validUntil", "processing")
 
 
 class EngineUnavailable(RuntimeError):
-    """The engine could not be reached, timed out or returned an unusable response."""
+    """The engine could not be reached, timed out or returned an unusable response.
+
+    `unreachable` is True only for a timeout or a failed connection, the
+    failures that the circuit breaker in `hooks.breaker` counts.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+class EngineCallSkipped(EngineUnavailable):
+    """The circuit breaker skipped the engine call because a recent call found the engine unreachable."""
 
 
 class EngineRejected(ValueError):
@@ -79,7 +91,9 @@ class HttpEngine:
         try:
             response = self.session.put(url, json=configuration, timeout=self.timeout)
         except requests.Timeout:
-            raise EngineUnavailable(f"PUT {url} timed out after {self.timeout} s") from None
+            raise EngineUnavailable(f"PUT {url} timed out after {self.timeout} s", unreachable=True) from None
+        except requests.ConnectionError as error:
+            raise EngineUnavailable(f"PUT {url} failed: {type(error).__name__}", unreachable=True) from None
         except requests.RequestException as error:
             raise EngineUnavailable(f"PUT {url} failed: {type(error).__name__}") from None
         return decision_from(response.status_code, response.content, where=f"PUT {url}")

@@ -51,3 +51,15 @@ def test_customize_uses_spec_selector():
     rules = customize(request)["relatedResources"]
     assert rules[1]["labelSelector"]["matchLabels"] == {"tier": "compute", "team": "shop"}
     assert rules[0]["labelSelector"]["matchLabels"] == {"carbonrouter/parent-service": "checkout"}
+
+
+def test_config_reads_engine_cooldown():
+    assert HookConfig.from_env({}).engine_cooldown_seconds == 5.0
+    assert HookConfig.from_env({"HOOKS_ENGINE_COOLDOWN_SECONDS": "2.5"}).engine_cooldown_seconds == 2.5
+    assert HookConfig.from_env({"HOOKS_ENGINE_COOLDOWN_SECONDS": "0"}).engine_cooldown_seconds == 0.0
+
+
+@pytest.mark.parametrize("raw", ["-1", "nan", "inf", "soon"])
+def test_config_rejects_bad_cooldown(raw):
+    with pytest.raises(ValueError, match="HOOKS_ENGINE_COOLDOWN_SECONDS"):
+        HookConfig.from_env({"HOOKS_ENGINE_COOLDOWN_SECONDS": raw})
