@@ -4,9 +4,12 @@ In a cluster, Metacontroller posts a sync request (parent, observed children,
 related flavour Deployments) to the hooks, the sync hook calls the engine's
 `PUT /config/<ns>/<name>`, and Metacontroller stores the returned status on
 the parent and calls again after `resyncAfterSeconds`. `Registrar` repeats
-that loop locally against the real hooks endpoint: it keeps the status and
-children of each answer and sends them back in the next request, so the
-ledger state round-trips through the status exactly as in a cluster.
+that loop locally against the real hooks endpoints: before each sync it asks
+`/customize` which related objects to send and selects them from the example
+files by the returned rules, as Metacontroller selects them from the API
+server. It keeps the status and children of each sync response and sends
+them back in the next request, so the ledger state round-trips through the
+status as in a cluster.
 
 With `register_via="engine"` it skips the hooks and sends `PUT /config`
 itself, built from the same files; use that only to debug the engine alone.
@@ -121,7 +124,59 @@ def child_types(controller: dict) -> list[str]:
     return keys
 
 
-def sync_request(*, controller: dict, example: Example, status: dict | None, children: list[dict]) -> dict:
+def selector_matches(selector: dict, labels: dict) -> bool:
+    """Apply a Kubernetes label selector (matchLabels and matchExpressions) to a label set."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        matched = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(operator)
+        if matched is None:
+            raise RegistrationError(f"customize hook returned an unknown selector operator {operator!r}")
+        if not matched:
+            return False
+    return True
+
+
+def select_related(rules: list[dict], objects: list[dict], *, namespace: str) -> list[dict]:
+    """Return the objects any `relatedResources` rule selects, as Metacontroller would, each once.
+
+    A namespaced parent only sees objects of its own namespace.
+    """
+    selected = []
+    for obj in objects:
+        metadata = obj["metadata"]
+        if metadata.get("namespace", namespace) != namespace:
+            continue
+        for rule in rules:
+            kind = KINDS.get(rule.get("resource", ""))
+            if obj.get("kind") != kind or obj.get("apiVersion") != rule.get("apiVersion"):
+                continue
+            if "names" in rule:
+                chosen = metadata["name"] in rule["names"]
+            else:
+                chosen = selector_matches(rule.get("labelSelector") or {}, metadata.get("labels") or {})
+            if chosen:
+                selected.append(obj)
+                break
+    return selected
+
+
+def sync_request(
+    *,
+    controller: dict,
+    example: Example,
+    status: dict | None,
+    children: list[dict],
+    related: list[dict] | None = None,
+) -> dict:
     """Build the body Metacontroller would post to the sync hook."""
     parent = copy.deepcopy(example.schedule)
     metadata = parent["metadata"]
@@ -137,7 +192,7 @@ def sync_request(*, controller: dict, example: Example, status: dict | None, chi
         "controller": controller,
         "parent": parent,
         "children": observed,
-        "related": group_objects(example.related),
+        "related": group_objects(example.related if related is None else related),
         "finalizing": False,
     }
 
@@ -230,10 +285,25 @@ class Registrar:
                 return f"{kind}: {condition.get('message') or condition.get('reason')}"
         return None
 
+    def _customize(self) -> list[dict]:
+        """Ask the customize hook which related objects the sync needs, and select them from the example."""
+        url = self.settings.url("hooks") + "/customize"
+        reply = _post_json("POST", url, {"controller": self.controller, "parent": self.example.schedule})
+        rules = reply.get("relatedResources")
+        if not isinstance(rules, list):
+            raise RegistrationError(
+                f"customize hook at {url} returned no relatedResources list: {str(reply)[:300]}"
+            )
+        return select_related(rules, self.example.related, namespace=self.settings.namespace)
+
     def _post_sync(self) -> float:
         url = self.settings.url("hooks") + "/sync"
         body = sync_request(
-            controller=self.controller, example=self.example, status=self.status, children=self.children
+            controller=self.controller,
+            example=self.example,
+            status=self.status,
+            children=self.children,
+            related=self._customize(),
         )
         reply = _post_json("POST", url, body)
         if not isinstance(reply.get("children"), list) or not isinstance(reply.get("status"), dict):

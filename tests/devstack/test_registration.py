@@ -15,6 +15,8 @@ from devstack.registration import (
     group_objects,
     load_controller,
     load_example,
+    select_related,
+    selector_matches,
     sync_request,
 )
 from devstack.settings import StackSettings, free_ports
@@ -106,6 +108,16 @@ def test_engine_config_from_example():
     assert body["state"] == {"ledger": {"balance": 0.1}}
 
 
+CUSTOMIZE_RULES = [
+    {
+        "apiVersion": "apps/v1",
+        "resource": "deployments",
+        "labelSelector": {"matchLabels": {"carbonrouter/parent-service": "carbonstat"}},
+    },
+    {"apiVersion": "v1", "resource": "services", "names": ["carbonstat"]},
+]
+
+
 class FakeHooks:
     """A local HTTP server standing in for the hooks, recording each sync body."""
 
@@ -116,8 +128,12 @@ class FakeHooks:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                owner.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-                status, reply = owner.replies.pop(0)
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                if self.path == "/customize":
+                    status, reply = 200, {"relatedResources": CUSTOMIZE_RULES}
+                else:
+                    owner.bodies.append(body)
+                    status, reply = owner.replies.pop(0)
                 data = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -197,3 +213,59 @@ def test_failing_condition_names_first_false(hooks_server, tmp_path):
     assert registrar.failing_condition() is None
     registrar.sync_once()
     assert registrar.failing_condition() == "EngineReachable: engine timed out after 3 s"
+
+
+def test_registrar_sends_what_customize_selects(hooks_server, tmp_path):
+    hooks = hooks_server([(200, {"status": {}, "children": []})])
+    registrar = Registrar(settings_for(ports={"engine": 1, "hooks": hooks.port}, run_dir=tmp_path))
+    registrar.sync_once()
+    related = hooks.bodies[0]["related"]
+    assert set(related["Deployment.apps/v1"]) == {"carbonstat-high", "carbonstat-mid", "carbonstat-low"}
+    assert set(related["Service.v1"]) == {"carbonstat"}
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        ({"matchLabels": {"app": "a"}}, {"app": "a", "x": "1"}, True),
+        ({"matchLabels": {"app": "a"}}, {"app": "b"}, False),
+        ({"matchExpressions": [{"key": "p", "operator": "Exists"}]}, {"p": "50"}, True),
+        ({"matchExpressions": [{"key": "p", "operator": "Exists"}]}, {}, False),
+        ({"matchExpressions": [{"key": "p", "operator": "DoesNotExist"}]}, {}, True),
+        ({"matchExpressions": [{"key": "p", "operator": "In", "values": ["50", "25"]}]}, {"p": "25"}, True),
+        ({"matchExpressions": [{"key": "p", "operator": "NotIn", "values": ["50"]}]}, {"p": "50"}, False),
+        ({}, {"anything": "x"}, True),
+    ],
+)
+def test_selector_matches_cases(selector, labels, expected):
+    assert selector_matches(selector, labels) is expected
+
+
+def test_selector_unknown_operator_rejected():
+    with pytest.raises(RegistrationError, match="unknown selector operator 'Gt'"):
+        selector_matches({"matchExpressions": [{"key": "p", "operator": "Gt"}]}, {"p": "1"})
+
+
+def test_select_related_skips_other_namespaces_and_kinds():
+    objects = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "a", "namespace": "ns", "labels": {"x": "1"}},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "b", "namespace": "other", "labels": {"x": "1"}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "a", "namespace": "ns", "labels": {"x": "1"}},
+        },
+    ]
+    rules = [
+        {"apiVersion": "apps/v1", "resource": "deployments", "labelSelector": {"matchLabels": {"x": "1"}}}
+    ]
+    selected = select_related(rules, objects, namespace="ns")
+    assert [(obj["kind"], obj["metadata"]["name"]) for obj in selected] == [("Deployment", "a")]
