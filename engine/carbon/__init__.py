@@ -6,7 +6,7 @@ schedule's `scheduler.carbonTarget` into a `CarbonSource`:
 | target | source |
 |---|---|
 | "" or "trace" | the bundled GB national trace, March 2023, replayed |
-| "trace:<actual.csv>[,<forecast.csv>]" | a trace from your own CSV files |
+| "trace:<actual.csv>[,<forecast.csv>]" | your own CSV files in the trace directory (CARBON_TRACE_DIR) |
 | "national", "region:<1-17>", "postcode:<outward code>" | GB Carbon Intensity API |
 | "electricitymaps:<zone>" | Electricity Maps v3 (needs a token) |
 | "watttime:<region>" | WattTime v3 MOER (needs a username and password) |
@@ -29,7 +29,7 @@ from pathlib import Path
 from engine.carbon import carbonaware, electricitymaps, gb, watttime
 from engine.carbon.base import CarbonSource, ProviderError, parse_time
 from engine.carbon.live import LiveSource
-from engine.carbon.trace import DEFAULT_ACTUAL, DEFAULT_FORECAST, TraceSource, load_trace
+from engine.carbon.trace import DATA_DIR, DEFAULT_ACTUAL, DEFAULT_FORECAST, TraceSource, load_trace
 
 __all__ = ["CarbonSource", "ProviderError", "build_source", "settings_from_env", "VALID_FORMS"]
 
@@ -52,6 +52,7 @@ DEFAULT_STALENESS_LIMIT = 3 * 3600.0
 ENV_SETTINGS = {
     "CARBON_TRACE_ACTUAL": "trace_actual",
     "CARBON_TRACE_FORECAST": "trace_forecast",
+    "CARBON_TRACE_DIR": "trace_dir",
     "CARBON_TRACE_START": "trace_start",
     "CARBON_TRACE_SPEEDUP": "trace_speedup",
     "CARBON_STALENESS_LIMIT": "staleness_limit",
@@ -181,7 +182,9 @@ def _url_setting(settings: dict, key: str, default: str | None) -> str:
 def _trace_source(argument: str, settings: dict) -> TraceSource:
     if argument:
         actual, _, forecast = (part.strip() for part in argument.partition(","))
-        actual_path, forecast_path = Path(actual), Path(forecast) if forecast else None
+        trace_dir = Path(settings.get("trace_dir") or DATA_DIR)
+        actual_path = _trace_file(actual, trace_dir)
+        forecast_path = _trace_file(forecast, trace_dir) if forecast else None
     elif settings.get("trace_forecast") and not settings.get("trace_actual"):
         raise ValueError(
             "carbon setting trace_forecast is set without trace_actual: "
@@ -207,6 +210,23 @@ def _trace_source(argument: str, settings: dict) -> TraceSource:
         speedup=_number_setting(settings, "trace_speedup", 1.0),
         forecast_wait=_number_setting(settings, "forecast_wait", 0.0),
     )
+
+
+def _trace_file(name: str, trace_dir: Path) -> Path:
+    """Resolve a trace file named in a carbonTarget, which must lie in `trace_dir`.
+
+    Schedules come from spec authors, not from the engine's operator, so they may
+    read only the trace directory. The check runs before the file is opened, and the
+    message is the same whether or not the file exists.
+    """
+    base = trace_dir.resolve()
+    path = (base / name).resolve()
+    if not path.is_relative_to(base):
+        raise ValueError(
+            f"invalid trace file {name!r}: it must be a file in the engine's trace directory "
+            "(CARBON_TRACE_DIR, by default the bundled engine/data/carbon); give its name relative to it"
+        )
+    return path
 
 
 def _seconds(name: str, value: object) -> float:

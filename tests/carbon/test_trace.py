@@ -161,12 +161,14 @@ def test_invalid_trace_file_names_problem(tmp_path, text, expected):
 
 def test_missing_trace_file_is_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot read carbon trace file"):
-        build_source(f"trace:{tmp_path / 'absent.csv'}", timeout=1.0, cache_ttl=60.0)
+        build_source(f"trace:{tmp_path / 'absent.csv'}", timeout=1.0, cache_ttl=60.0,
+                     settings={"trace_dir": str(tmp_path)})
 
 
 def test_custom_trace_target_and_settings(tmp_path):
     actual = write(tmp_path / "mine-actual.csv", "from,actual\n2024-01-01T00:00Z,100\n2024-01-01T00:30Z,90\n")
-    source = build_source(f"trace:{actual}", timeout=1.0, cache_ttl=60.0)
+    source = build_source(f"trace:{actual}", timeout=1.0, cache_ttl=60.0,
+                          settings={"trace_dir": str(tmp_path)})
     assert source.name == "trace:mine"
     with pytest.raises(ValueError, match="trace_start"):
         build_source("trace", timeout=1.0, cache_ttl=60.0, settings={"trace_start": "soon"})
@@ -194,7 +196,7 @@ def test_custom_trace_with_forecast_file(tmp_path):
         f"trace:{actual}, {forecast}",
         timeout=1.0,
         cache_ttl=60.0,
-        settings={"trace_start": "2024-01-01T00:10Z"},
+        settings={"trace_start": "2024-01-01T00:10Z", "trace_dir": str(tmp_path)},
     )
     snapshot = source.snapshot(source.replay_started_at, horizon=timedelta(hours=1))
     assert source.name == "trace:site"
