@@ -57,6 +57,7 @@ class BufferConfig:
     prefetch: int = 16
     feedback_interval: float = 10.0
     consumer_metrics_port: int = 0
+    consumer_metrics_bind: str = "0.0.0.0"
     dead_letter_enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -146,6 +147,7 @@ class BufferConfig:
             prefetch=int(reader.number("CONSUMER_PREFETCH", 16)),
             feedback_interval=reader.number("FEEDBACK_INTERVAL_SECONDS", 10.0),
             consumer_metrics_port=int(reader.number("CONSUMER_METRICS_PORT", 0)),
+            consumer_metrics_bind=reader.text("CONSUMER_METRICS_BIND", "0.0.0.0"),
             dead_letter_enabled=reader.flag("DEAD_LETTER_ENABLED", True),
         )
 

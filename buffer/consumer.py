@@ -39,10 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import pika.exceptions
-from prometheus_client import start_http_server
-
 from buffer import metrics
 from buffer.config import BufferConfig, ConfigError, FlavourSpec
+from buffer.consumer_http import serve_consumer_http
 from buffer.feedback import FeedbackReporter
 from buffer.forward import Forwarder
 from buffer.messages import MessageError, RelayedResponse, decode_request, response_headers_table
@@ -84,6 +83,7 @@ class Consumer:
         self._cap: int | None = None
         self._rng = random.Random(config.seed)
         self.ready = threading.Event()  # set while consuming, cleared while reconnecting
+        metrics.CONSUMER_BROKER_CONNECTED.set(0)
 
     def run(self) -> None:
         """Consume until `stop()`; reconnect with backoff whenever the broker goes away."""
@@ -125,6 +125,7 @@ class Consumer:
             callback = functools.partial(self._on_message, flavour=flavour)
             self._channel.basic_consume(self.config.queue_for(flavour), callback)
         self.ready.set()
+        metrics.CONSUMER_BROKER_CONNECTED.set(1)
         log.info(
             "event=consumer_started schedule=%s queues=%s heartbeat=%d",
             self.config.schedule_key,
@@ -274,6 +275,7 @@ class Consumer:
 
     def _drop_connection(self) -> None:
         self.ready.clear()
+        metrics.CONSUMER_BROKER_CONNECTED.set(0)
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
             try:
@@ -315,9 +317,11 @@ def main() -> int:
     except ConfigError as error:
         print(f"buffer.consumer: invalid configuration: {error}", file=sys.stderr)
         return 2
-    if config.consumer_metrics_port:
-        start_http_server(config.consumer_metrics_port)
     consumer = Consumer(config)
+    if config.consumer_metrics_port:
+        serve_consumer_http(
+            consumer, host=config.consumer_metrics_bind, port=config.consumer_metrics_port
+        )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())
     consumer.run()

@@ -84,6 +84,10 @@ CONSUMER_FEEDBACK_POSTS = Counter(
     "Feedback reports posted to the engine, by outcome (ok, failed).",
     ["outcome"],
 )
+CONSUMER_BROKER_CONNECTED = Gauge(
+    "consumer_broker_connected",
+    "1 while the consumer is connected to the broker and consuming, 0 while it connects or reconnects.",
+)
 CONSUMER_FALLBACK = Gauge(
     "consumer_schedule_fallback",
     "1 while the consumer has never received a decision from the engine.",

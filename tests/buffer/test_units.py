@@ -38,6 +38,7 @@ def test_config_from_env_defaults():
     assert config.exchange == "default.carbonstat"
     assert config.queue_for(config.flavours[1]) == "default.carbonstat.queue.precision-50"
     assert config.most_precise.name == "high"
+    assert config.consumer_metrics_bind == "0.0.0.0"
 
 
 def test_config_from_env_reads_every_override():
@@ -52,6 +53,7 @@ def test_config_from_env_reads_every_override():
         CONSUMER_PREFETCH="4",
         FLAVOUR_URLS="high=http://127.0.0.1:1/,low=http://127.0.0.1:3",
         TARGET_URL="http://svc:80",
+        CONSUMER_METRICS_BIND="127.0.0.1",
     )
     config = BufferConfig.from_env(env)
 
@@ -62,6 +64,7 @@ def test_config_from_env_reads_every_override():
     assert config.prefetch == 4
     assert config.flavour_urls == {"high": "http://127.0.0.1:1", "low": "http://127.0.0.1:3"}
     assert config.target_url == "http://svc:80"
+    assert config.consumer_metrics_bind == "127.0.0.1"
 
 
 @pytest.mark.parametrize(
