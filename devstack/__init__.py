@@ -11,6 +11,7 @@ intensity; `status` prints one line about a running stack.
 Modules: `settings` (ports and options from flags and environment),
 `components` (the command line and environment of every process),
 `processes` (process groups, logs, health checks, clean stop),
-`registration` (the sync-hook round trip), `stack` (the `run` command),
-`status`, `demo` and `report`.
+`metacontroller` (sync requests and label selectors as Metacontroller
+builds them), `registration` (the customize and sync round trip),
+`stack` (the `run` command), `status`, `demo` and `report`.
 """

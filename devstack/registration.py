@@ -17,31 +17,20 @@ itself, built from the same files; use that only to debug the engine alone.
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
-import uuid
 from dataclasses import dataclass, field
 
 import requests
 import yaml
 
-from devstack.settings import REPO_ROOT, StackSettings
+from devstack.metacontroller import SelectorError, load_controller, select_related, sync_request
+from devstack.settings import StackSettings
 
 log = logging.getLogger("devstack")
 
 HOOK_TIMEOUT = 10.0  # Metacontroller's default webhook timeout, in seconds
 MIN_RESYNC = 1.0
-# Kinds of the resources a CompositeController names by plural, to build Metacontroller's
-# `<Kind>.<apiVersion>` keys of `children`.
-KINDS = {
-    "deployments": "Deployment",
-    "services": "Service",
-    "scaledobjects": "ScaledObject",
-    "triggerauthentications": "TriggerAuthentication",
-    "destinationrules": "DestinationRule",
-    "virtualservices": "VirtualService",
-}
 ENERGY_ANNOTATION = "carbonrouter.io/energy"
 PRECISION_LABEL = "carbonstat.precision"
 FLAVOUR_ENV = "CARBONSTAT_FLAVOUR"
@@ -84,117 +73,6 @@ def load_example(settings: StackSettings) -> Example:
         if obj.get("kind") == "Service":
             obj["metadata"]["name"] = settings.name
     return Example(schedule=schedule, related=related)
-
-
-def load_controller() -> dict:
-    """Return the CompositeController from `metacontroller/`, or a minimal one if none is there yet."""
-    for path in sorted((REPO_ROOT / "metacontroller").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "CompositeController":
-                return doc
-    return {
-        "apiVersion": "metacontroller.k8s.io/v1alpha1",
-        "kind": "CompositeController",
-        "metadata": {"name": "trafficschedule-controller"},
-        "spec": {
-            "parentResource": {
-                "apiVersion": "scheduling.carbonrouter.io/v1alpha1",
-                "resource": "trafficschedules",
-            }
-        },
-    }
-
-
-def group_objects(objects: list[dict]) -> dict[str, dict[str, dict]]:
-    """Group objects by `<Kind>.<apiVersion>` then name, as Metacontroller's `children` and `related`."""
-    grouped: dict[str, dict[str, dict]] = {}
-    for obj in objects:
-        key = f"{obj['kind']}.{obj['apiVersion']}"
-        grouped.setdefault(key, {})[obj["metadata"]["name"]] = obj
-    return grouped
-
-
-def child_types(controller: dict) -> list[str]:
-    """Return the `<Kind>.<apiVersion>` key of every child resource the controller declares."""
-    keys = []
-    for rule in controller.get("spec", {}).get("childResources", []):
-        resource = rule["resource"]
-        kind = KINDS.get(resource) or resource.removesuffix("s").capitalize()
-        keys.append(f"{kind}.{rule['apiVersion']}")
-    return keys
-
-
-def selector_matches(selector: dict, labels: dict) -> bool:
-    """Apply a Kubernetes label selector (matchLabels and matchExpressions) to a label set."""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
-        present = key in labels
-        matched = {
-            "In": present and labels.get(key) in values,
-            "NotIn": not present or labels.get(key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }.get(operator)
-        if matched is None:
-            raise RegistrationError(f"customize hook returned an unknown selector operator {operator!r}")
-        if not matched:
-            return False
-    return True
-
-
-def select_related(rules: list[dict], objects: list[dict], *, namespace: str) -> list[dict]:
-    """Return the objects any `relatedResources` rule selects, as Metacontroller would, each once.
-
-    A namespaced parent only sees objects of its own namespace.
-    """
-    selected = []
-    for obj in objects:
-        metadata = obj["metadata"]
-        if metadata.get("namespace", namespace) != namespace:
-            continue
-        for rule in rules:
-            kind = KINDS.get(rule.get("resource", ""))
-            if obj.get("kind") != kind or obj.get("apiVersion") != rule.get("apiVersion"):
-                continue
-            if "names" in rule:
-                chosen = metadata["name"] in rule["names"]
-            else:
-                chosen = selector_matches(rule.get("labelSelector") or {}, metadata.get("labels") or {})
-            if chosen:
-                selected.append(obj)
-                break
-    return selected
-
-
-def sync_request(
-    *,
-    controller: dict,
-    example: Example,
-    status: dict | None,
-    children: list[dict],
-    related: list[dict] | None = None,
-) -> dict:
-    """Build the body Metacontroller would post to the sync hook."""
-    parent = copy.deepcopy(example.schedule)
-    metadata = parent["metadata"]
-    key = f"{metadata['namespace']}/{metadata['name']}"
-    metadata.setdefault("uid", str(uuid.uuid5(uuid.NAMESPACE_URL, "devstack/" + key)))
-    metadata.setdefault("generation", 1)
-    if status:
-        parent["status"] = status
-
-    observed = {child_type: {} for child_type in child_types(controller)}
-    observed.update(group_objects(children))
-    return {
-        "controller": controller,
-        "parent": parent,
-        "children": observed,
-        "related": group_objects(example.related if related is None else related),
-        "finalizing": False,
-    }
 
 
 def engine_config(example: Example, *, state: dict | None) -> dict:
@@ -294,13 +172,16 @@ class Registrar:
             raise RegistrationError(
                 f"customize hook at {url} returned no relatedResources list: {str(reply)[:300]}"
             )
-        return select_related(rules, self.example.related, namespace=self.settings.namespace)
+        try:
+            return select_related(rules, self.example.related, namespace=self.settings.namespace)
+        except SelectorError as exc:
+            raise RegistrationError(f"customize hook at {url} returned an invalid rule: {exc}") from None
 
     def _post_sync(self) -> float:
         url = self.settings.url("hooks") + "/sync"
         body = sync_request(
             controller=self.controller,
-            example=self.example,
+            schedule=self.example.schedule,
             status=self.status,
             children=self.children,
             related=self._customize(),

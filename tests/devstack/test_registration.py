@@ -7,18 +7,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from devstack.registration import (
-    Registrar,
-    RegistrationError,
+from devstack.metacontroller import (
+    SelectorError,
     child_types,
-    engine_config,
     group_objects,
     load_controller,
-    load_example,
     select_related,
     selector_matches,
     sync_request,
 )
+from devstack.registration import Registrar, RegistrationError, engine_config, load_example
 from devstack.settings import StackSettings, free_ports
 
 
@@ -39,7 +37,9 @@ def test_example_moves_to_configured_schedule():
 def test_sync_request_has_metacontroller_shape():
     controller = load_controller()
     example = load_example(settings_for())
-    request = sync_request(controller=controller, example=example, status=None, children=[])
+    request = sync_request(
+        controller=controller, schedule=example.schedule, status=None, children=[], related=example.related
+    )
     assert set(request) == {"controller", "parent", "children", "related", "finalizing"}
     assert request["finalizing"] is False
     assert request["controller"]["kind"] == "CompositeController"
@@ -59,8 +59,8 @@ def test_sync_request_has_metacontroller_shape():
 
 def test_sync_request_uid_is_stable():
     example = load_example(settings_for())
-    first = sync_request(controller={}, example=example, status=None, children=[])
-    second = sync_request(controller={}, example=example, status=None, children=[])
+    first = sync_request(controller={}, schedule=example.schedule, status=None, children=[], related=[])
+    second = sync_request(controller={}, schedule=example.schedule, status=None, children=[], related=[])
     assert first["parent"]["metadata"]["uid"] == second["parent"]["metadata"]["uid"]
 
 
@@ -68,7 +68,9 @@ def test_sync_request_carries_previous_status_and_children():
     example = load_example(settings_for())
     child = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "carbonstat-router"}}
     status = {"creditBalance": 0.2, "activePolicy": "credit-greedy"}
-    request = sync_request(controller=load_controller(), example=example, status=status, children=[child])
+    request = sync_request(
+        controller=load_controller(), schedule=example.schedule, status=status, children=[child], related=[]
+    )
     assert request["parent"]["status"] == status
     assert request["children"]["Deployment.apps/v1"] == {"carbonstat-router": child}
 
@@ -242,7 +244,7 @@ def test_selector_matches_cases(selector, labels, expected):
 
 
 def test_selector_unknown_operator_rejected():
-    with pytest.raises(RegistrationError, match="unknown selector operator 'Gt'"):
+    with pytest.raises(SelectorError, match="unknown label selector operator 'Gt' on key 'p'"):
         selector_matches({"matchExpressions": [{"key": "p", "operator": "Gt"}]}, {"p": "1"})
 
 
