@@ -21,8 +21,8 @@ from pathlib import Path
 
 import requests
 
-from devstack.processes import Supervisor
-from devstack.registration import ENERGY_ANNOTATION, flavour_name, load_example
+from devstack.processes import StartError, Supervisor
+from devstack.registration import ENERGY_ANNOTATION, RegistrationError, flavour_name, load_example
 from devstack.report import (
     IntervalRow,
     Sample,
@@ -185,6 +185,9 @@ def demo(
     except Interrupted:
         print("\ndemo: interrupted, stopping the stack", file=sys.stderr)
         return 130
+    except (StartError, RegistrationError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
     finally:
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)

@@ -21,6 +21,8 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+import requests
+
 from devstack.components import missing_entry_points, stack_specs
 from devstack.processes import StartError, Supervisor
 from devstack.registration import Registrar, RegistrationError
@@ -132,7 +134,7 @@ def run(settings: StackSettings) -> int:
         code = watch(settings, supervisor, registrar)
     except Interrupted as exc:
         print(f"\ndevstack: {exc} received, stopping", file=sys.stderr)
-    except (StartError, RegistrationError) as exc:
+    except (StartError, RegistrationError, requests.RequestException) as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         code = 1
     finally:
@@ -168,7 +170,16 @@ def start_stack(settings: StackSettings, supervisor: Supervisor) -> Registrar:
 
 
 def register_first(settings: StackSettings, registrar: Registrar) -> None:
-    registrar.sync_once()
+    """Register the schedule once, retrying twice: the hooks and engine have only just started."""
+    for attempt in range(3):
+        try:
+            registrar.sync_once()
+            break
+        except (RegistrationError, requests.RequestException) as exc:
+            if attempt == 2:
+                raise RegistrationError(f"registering {registrar.key} failed 3 times: {exc}") from None
+            log.warning("event=register-retry schedule=%s error=%s", registrar.key, exc)
+            time.sleep(1.0)
     via = "the hooks' /sync" if settings.register_via == "hooks" else "PUT /config on the engine"
     print(f"devstack: registered {registrar.key} through {via}", flush=True)
 

@@ -349,3 +349,36 @@ def test_stack_stops_when_a_component_dies(tmp_path):
     assert code == 1
     assert "carbonstat-mid exited with code" in crashing.tail()
     assert [port for port in ports if port_open(port)] == []
+
+
+def test_rejected_registration_stops_stack(tmp_path):
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "run",
+            "--free-ports",
+            "--run-dir",
+            str(tmp_path),
+            "--namespace",
+            namespace,
+            "--register-via",
+            "engine",
+            "--policy",
+            "no-such-policy",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"registering {namespace}/carbonstat failed 3 times" in result.stderr
+    assert "returned 400" in result.stderr
+    assert "no-such-policy" in result.stderr
+    assert "devstack: stopped" in result.stderr
+    # The stack never announced itself as running, and the router never started.
+    assert not (tmp_path / "devstack.json").exists()
+    assert not (tmp_path / "logs" / "router.log").exists()
