@@ -92,10 +92,11 @@ def parse_duration(value, *, field_name: str, errors: list[FieldError],
 
 def seconds_text(seconds: float) -> str:
     """Say a bound in seconds and, when it is a whole number of days or hours, in those too."""
+    amount = f"{seconds:.0f}" if seconds == int(seconds) else f"{seconds:g}"
     for unit, size in (("d", 86400), ("h", 3600)):
         if seconds >= size and seconds % size == 0:
-            return f"{seconds:g} seconds ({seconds / size:g}{unit})"
-    return f"{seconds:g} seconds"
+            return f"{amount} seconds ({seconds / size:g}{unit})"
+    return f"{amount} seconds"
 
 
 def check_range(value, *, field_name: str, low=None, high=None, errors: list[FieldError],

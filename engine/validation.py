@@ -303,8 +303,9 @@ def validate_bounds(raw, *, errors: list[FieldError]) -> dict[str, ComponentBoun
         if low < 0 or high < 0:
             errors.append(FieldError(path, f"min and max must be non-negative, got min={low} max={high}"))
         elif high > MAX_REPLICAS:
+            # :g keeps a bound such as 1e308 short in the message instead of 309 digits.
             errors.append(FieldError(path, f"min and max must be at most {MAX_REPLICAS} replicas, "
-                                           f"got min={low} max={high}"))
+                                           f"got min={low:g} max={high:g}"))
         elif low > high:
             errors.append(FieldError(path, f"min must not exceed max, got min={low} max={high}"))
         else:
