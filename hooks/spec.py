@@ -6,11 +6,14 @@ into plain JSON Schema:
 - an object node that declares `properties` gets `additionalProperties:
   false`, because the API server silently prunes undeclared fields and a
   typo should be reported, not lost;
-- `x-kubernetes-*` keywords are left in place (JSON Schema ignores them).
+- `x-kubernetes-*` keywords are left in place (JSON Schema ignores them);
+- OpenAPI 3.0's `exclusiveMinimum: true` or `exclusiveMaximum: true` next to
+  its bound becomes the JSON Schema form, such as `exclusiveMaximum: 1`.
 
 After the schema passes, `normalise_spec` turns number-or-string fields into
-numbers, fills documented defaults and checks what a schema cannot express
-(a minimum above its maximum, a numeric string out of range).
+numbers (`hooks.spec_numbers`), fills documented defaults and checks what a
+schema cannot express (a minimum above its maximum, a numeric string out of
+range).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator
+
+from hooks.spec_numbers import describe_schema_error, parse_decimal, parse_duration, parse_whole
 
 DEFAULT_REPLICAS = {
     "target": {"min": 1, "max": 10},
@@ -40,7 +45,7 @@ DEFAULTS = {
 }
 DECIMAL_FIELDS = ("targetError", "creditMin", "creditMax", "throttleMin",
                   "throttleIntensityFloor", "throttleIntensityCeiling")
-WHOLE_FIELDS = ("creditWindow", "validFor", "discoveryInterval", "carbonTimeout", "carbonCacheTTL")
+DURATION_FIELDS = ("creditWindow", "validFor", "discoveryInterval", "carbonTimeout", "carbonCacheTTL")
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ def load_crd_schema(crd_path: Path, section: str = "spec") -> dict:
         raise ValueError(f"{crd_path}: expected exactly one storage version, found {len(storage)}")
     schema = copy.deepcopy(storage[0]["schema"]["openAPIV3Schema"]["properties"][section])
     _forbid_undeclared_fields(schema)
+    _translate_exclusive_bounds(schema)
     return schema
 
 
@@ -93,6 +99,20 @@ def _forbid_undeclared_fields(node: dict) -> None:
         _forbid_undeclared_fields(node["items"])
 
 
+def _translate_exclusive_bounds(node: object) -> None:
+    if isinstance(node, dict):
+        for exclusive, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if node.get(exclusive) is True and inclusive in node:
+                node[exclusive] = node.pop(inclusive)
+            elif node.get(exclusive) is False:
+                del node[exclusive]
+        for child in node.values():
+            _translate_exclusive_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _translate_exclusive_bounds(child)
+
+
 @functools.lru_cache(maxsize=4)
 def _validator(crd_path: Path) -> Draft202012Validator:
     return Draft202012Validator(load_spec_schema(crd_path))
@@ -103,7 +123,7 @@ def schema_problems(spec: object, *, crd_path: Path) -> list[SpecProblem]:
     problems = []
     for error in _validator(crd_path).iter_errors(spec):
         field = ".".join(["spec", *(str(part) for part in error.absolute_path)])
-        problems.append(SpecProblem(field, error.message))
+        problems.append(SpecProblem(field, describe_schema_error(error)))
     return sorted(problems, key=lambda problem: (problem.field, problem.message))
 
 
@@ -141,23 +161,24 @@ def normalise_spec(spec: dict, *, schema: dict) -> tuple[dict, list[SpecProblem]
 
     # Whole numbers outside the scheduler, with their defaults.
     for section_name, section in (("target", target), ("router", router), ("consumer", consumer)):
+        nodes = schema["properties"][section_name]["properties"]
         for key, default in DEFAULTS.items():
             prefix, _, field = key.partition(".")
             if prefix == section_name:
-                section[field] = _whole(section.get(field, default), f"spec.{key}", problems)
-        section["replicas"] = _replica_bounds(section_name, section.get("replicas") or {}, problems)
+                section[field] = _number(parse_whole, section.get(field, default), field=f"spec.{key}",
+                                         node=nodes[field], problems=problems)
+        section["replicas"] = _replica_bounds(section_name, section.get("replicas") or {},
+                                              nodes=nodes["replicas"]["properties"], problems=problems)
     router.setdefault("allowForcedFlavour", False)
 
     # Scheduler numbers keep only the fields the user set: the engine owns their defaults.
-    scheduler_schema = schema["properties"]["scheduler"]["properties"]
-    for field in DECIMAL_FIELDS:
-        if field in scheduler:
-            scheduler[field] = _decimal(scheduler[field], f"spec.scheduler.{field}",
-                                        node=scheduler_schema[field], problems=problems)
-    for field in WHOLE_FIELDS:
-        if field in scheduler:
-            scheduler[field] = _whole(scheduler[field], f"spec.scheduler.{field}", problems)
-    _check_order(scheduler, low="creditMin", high="creditMax", problems=problems)
+    scheduler_nodes = schema["properties"]["scheduler"]["properties"]
+    for fields, parse in ((DECIMAL_FIELDS, parse_decimal), (DURATION_FIELDS, parse_duration)):
+        for field in fields:
+            if field in scheduler:
+                scheduler[field] = _number(parse, scheduler[field], field=f"spec.scheduler.{field}",
+                                           node=scheduler_nodes[field], problems=problems)
+    _check_order(scheduler, low="creditMin", high="creditMax", problems=problems, strict=True)
     _check_order(scheduler, low="throttleIntensityFloor", high="throttleIntensityCeiling",
                  problems=problems, strict=True)
 
@@ -168,45 +189,24 @@ def normalise_spec(spec: dict, *, schema: dict) -> tuple[dict, list[SpecProblem]
     return normalised, problems
 
 
-def _replica_bounds(section: str, raw: dict, problems: list[SpecProblem]) -> dict:
+def _replica_bounds(section: str, raw: dict, *, nodes: dict, problems: list[SpecProblem]) -> dict:
     defaults = DEFAULT_REPLICAS[section]
-    low = _whole(raw.get("min", defaults["min"]), f"spec.{section}.replicas.min", problems)
-    high = _whole(raw.get("max", defaults["max"]), f"spec.{section}.replicas.max", problems)
+    low = _number(parse_whole, raw.get("min", defaults["min"]), field=f"spec.{section}.replicas.min",
+                  node=nodes["min"], problems=problems)
+    high = _number(parse_whole, raw.get("max", defaults["max"]), field=f"spec.{section}.replicas.max",
+                   node=nodes["max"], problems=problems)
     if isinstance(low, int) and isinstance(high, int) and low > high:
         problems.append(SpecProblem(f"spec.{section}.replicas.min",
                                     f"min {low} is above max {high}; lower min or raise max"))
     return {"min": low, "max": high}
 
 
-def _whole(value: object, field: str, problems: list[SpecProblem]) -> object:
-    if isinstance(value, bool):
-        problems.append(SpecProblem(field, f"{value!r} is not a whole number"))
-        return value
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value))
-    except ValueError:
-        problems.append(SpecProblem(field, f"{value!r} is not a whole number"))
-        return value
-
-
-def _decimal(value: object, field: str, *, node: dict, problems: list[SpecProblem]) -> object:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        problems.append(SpecProblem(field, f"{value!r} is not a number or a numeric string"))
-        return value
-    try:
-        number = float(value)
-    except ValueError:
-        problems.append(SpecProblem(field, f"{value!r} is not a number"))
-        return value
-    # The schema's minimum/maximum only apply to the number form, so a string
-    # such as "7" for a 0-1 field is range-checked here.
-    if "minimum" in node and number < node["minimum"]:
-        problems.append(SpecProblem(field, f"{value!r} is below the minimum {node['minimum']}"))
-    if "maximum" in node and number > node["maximum"]:
-        problems.append(SpecProblem(field, f"{value!r} is above the maximum {node['maximum']}"))
-    return number
+def _number(parse, value: object, *, field: str, node: dict, problems: list[SpecProblem]) -> object:
+    """Return `value` parsed by `parse`, or unchanged after recording its problem."""
+    number, problem = parse(value, node=node)
+    if problem is not None:
+        problems.append(SpecProblem(field, problem))
+    return value if number is None else number
 
 
 def _check_order(scheduler: dict, *, low: str, high: str, problems: list[SpecProblem],
