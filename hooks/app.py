@@ -127,7 +127,12 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        return _error(error.code or 500, f"{error.name}: {error.description}")
+        response = _error(error.code or 500, f"{error.name}: {error.description}")
+        # Keep the exception's own headers, such as Allow on a 405.
+        for header, value in error.get_headers():
+            if header.lower() != "content-type":
+                response.headers[header] = value
+        return response
 
     @app.errorhandler(Exception)
     def unhandled_error(error: Exception):

@@ -182,3 +182,10 @@ def test_customize_spec_list_relates_nothing(config):
     response = client_for(config).post("/customize", json=request)
     assert response.status_code == 200
     assert response.get_json() == {"relatedResources": []}
+
+
+def test_method_not_allowed_lists_allowed_methods(config):
+    response = client_for(config).get("/sync")
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
+    assert response.mimetype == "application/json"
