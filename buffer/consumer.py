@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import pika.exceptions
+
 from buffer import metrics
 from buffer.config import BufferConfig, ConfigError, FlavourSpec
 from buffer.consumer_http import serve_consumer_http

@@ -7,11 +7,12 @@ draw from the engine's weights. It publishes the request to that flavour's
 queue and relays the reply's status, headers and body. The router's own endpoints, health and
 metrics, live at configurable paths that are never relayed.
 
-Failures map to fixed statuses so clients can act on them: an unknown forced
-flavour is 400, a body over the limit is 413, a broker that cannot take the
-message is 503 with `Retry-After`, and no reply before the request timeout is
-504. Every request is answered by its deadline: connecting, publishing and
-waiting all draw on the same budget.
+Failures map to fixed statuses so clients can act on them. An unknown forced
+flavour is 400, a body that has not arrived by the deadline is 408 and a body
+over the limit is 413. A broker that cannot take the message is 503 with
+`Retry-After`, and no reply before the request timeout is 504. Every
+request is answered by its deadline: reading the body, connecting,
+publishing and waiting all draw on the same budget.
 
 Serve it with gunicorn's threaded workers, for example
 `gunicorn -c buffer/gunicorn_router.py 'buffer.router:create_app()'`.
@@ -26,9 +27,10 @@ import time
 from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from buffer import metrics
+from buffer.body_deadline import BODY_WATCHDOG
 from buffer.config import BufferConfig, FlavourSpec
 from buffer.messages import RelayedRequest, end_to_end_headers
 from buffer.rpc import BrokerUnavailable, ReplyTimeout, RpcClient
@@ -144,6 +146,9 @@ class Router:
         return flavour
 
 
+_BODY_LOG_LIMITER = LogLimiter(interval=1.0)
+
+
 def create_app(config: BufferConfig | None = None, *, router: Router | None = None) -> Flask:
     """Build the router's Flask app; without arguments, read the configuration from the environment."""
     config = config or BufferConfig.from_env()
@@ -239,7 +244,7 @@ def _handle(router: Router) -> Response:
 def _relayed_request(
     config: BufferConfig, *, flavour: FlavourSpec, forced: bool, started: float
 ) -> RelayedRequest:
-    body = _read_body(config.max_body_bytes)
+    body = _read_body(config, deadline=started + config.request_timeout)
     headers = tuple(
         (key, value)
         for key, value in end_to_end_headers(request.headers.items())
@@ -258,14 +263,43 @@ def _relayed_request(
     )
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(config: BufferConfig, *, deadline: float) -> bytes:
+    limit = config.max_body_bytes
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RouterError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    body = request.stream.read(limit + 1)
+    # gunicorn exposes the client socket; other servers (and the test client) read without a deadline.
+    token = BODY_WATCHDOG.watch(request.environ.get("gunicorn.socket"), deadline)
+    try:
+        body = request.stream.read(limit + 1)
+    except (ClientDisconnected, OSError):
+        if not BODY_WATCHDOG.expired(token):
+            raise
+        body = b""
+    finally:
+        expired = BODY_WATCHDOG.release(token)
+    if expired:
+        _log_body_timeout(config, declared=declared)
+        raise RouterError(
+            408,
+            f"request body did not arrive within the request timeout of {config.request_timeout:g} s; "
+            "send the whole body promptly",
+        )
     if len(body) > limit:
         raise RouterError(413, f"request body exceeds the limit of {limit} bytes")
     return body
+
+
+def _log_body_timeout(config: BufferConfig, *, declared: int | None) -> None:
+    suppressed = _BODY_LOG_LIMITER.admit("body_timeout")
+    if suppressed is not None:
+        log.warning(
+            "event=body_timeout schedule=%s content_length=%s timeout=%.1f suppressed=%d",
+            config.schedule_key,
+            declared,
+            config.request_timeout,
+            suppressed,
+        )
 
 
 def _raw_path() -> str:

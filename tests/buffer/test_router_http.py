@@ -1,0 +1,134 @@
+"""The router under a real gunicorn: slow request bodies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.buffer.helpers import config_env, decision, free_port, wait_for
+
+pytestmark = pytest.mark.rabbitmq
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REQUEST_TIMEOUT = 2.0
+THREADS = 2
+
+
+@pytest.fixture
+def small_router(make_stack, engine, tmp_path):
+    """A gunicorn router with 1 worker x 2 threads and a 2 s request timeout, plus a consumer."""
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(request_timeout=REQUEST_TIMEOUT, forward_timeout=1.5)
+    port = free_port()
+    env = config_env(
+        stack.config,
+        ROUTER_BIND=f"127.0.0.1:{port}",
+        ROUTER_WORKERS="1",
+        ROUTER_THREADS=str(THREADS),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "buffer/gunicorn_router.py", "buffer.router:create_app()"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=open(tmp_path / "gunicorn.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
+    assert wait_for(lambda: _healthy(port), timeout=15), "router did not start"
+    yield port
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def open_stalled_body(port: int) -> socket.socket:
+    """Send headers announcing a 100-byte body, then only its first byte."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        b"POST /echo HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{"
+    )
+    return sock
+
+
+def read_response(sock: socket.socket, *, timeout: float) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data and data.rstrip().endswith(b"}"):
+                break
+    except TimeoutError:
+        pass
+    return data
+
+
+def test_stalled_body_gets_408_by_deadline(small_router):
+    started = time.monotonic()
+    with open_stalled_body(small_router) as sock:
+        response = read_response(sock, timeout=REQUEST_TIMEOUT + 5)
+    elapsed = time.monotonic() - started
+
+    assert response.startswith(b"HTTP/1.1 408"), response[:80]
+    assert b"application/json" in response
+    assert b"request body" in response
+    assert elapsed < REQUEST_TIMEOUT + 1.0
+
+
+def test_trickled_body_gets_408_by_deadline(small_router):
+    sock = open_stalled_body(small_router)
+    stop = threading.Event()
+
+    def trickle():
+        # One byte every 0.2 s keeps every single read busy but never ends the body.
+        while not stop.wait(0.2):
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    started = time.monotonic()
+    try:
+        response = read_response(sock, timeout=REQUEST_TIMEOUT + 15)
+    finally:
+        stop.set()
+        sock.close()
+    elapsed = time.monotonic() - started
+
+    assert response.startswith(b"HTTP/1.1 408"), response[:80]
+    assert elapsed < REQUEST_TIMEOUT + 1.0
+
+
+def test_stalled_bodies_do_not_starve_threads(small_router):
+    stalled = [open_stalled_body(small_router) for _ in range(3 * THREADS)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        reply = requests.post(f"http://127.0.0.1:{small_router}/echo", json={"n": 1}, timeout=20)
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in stalled:
+            sock.close()
+
+    assert reply.status_code == 200
+    assert reply.json()["flavour"] == "high"
+    # Three rounds of stalled bodies on two threads, each ended at the request timeout.
+    assert elapsed < 3 * REQUEST_TIMEOUT + 2.0
