@@ -1,4 +1,4 @@
-"""The router under a real gunicorn: slow request bodies."""
+"""The router under a real gunicorn: slow request bodies and odd methods."""
 
 from __future__ import annotations
 
@@ -132,3 +132,16 @@ def test_stalled_bodies_do_not_starve_threads(small_router):
     assert reply.json()["flavour"] == "high"
     # Three rounds of stalled bodies on two threads, each ended at the request timeout.
     assert elapsed < 3 * REQUEST_TIMEOUT + 2.0
+
+
+@pytest.mark.parametrize("request_line", ["TRACE /echo", "CONNECT router:443", "PROPFIND /echo", "BREW /pot"])
+def test_unsupported_method_gets_json_405(small_router, request_line):
+    with socket.create_connection(("127.0.0.1", small_router)) as sock:
+        sock.sendall(f"{request_line} HTTP/1.1\r\nHost: router\r\nContent-Length: 0\r\n\r\n".encode())
+        response = read_response(sock, timeout=5)
+    head, _, body = response.partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.1 405")
+    assert b"Content-Type: application/json" in head
+    assert b"Allow: DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT" in head
+    assert body.startswith(b'{"error":')
