@@ -1,8 +1,9 @@
-"""The router under a real gunicorn: slow request bodies and odd methods."""
+"""The router under a real gunicorn: slow request bodies, odd methods and stop settings."""
 
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -145,3 +146,30 @@ def test_unsupported_method_gets_json_405(small_router, request_line):
     assert b"Content-Type: application/json" in head
     assert b"Allow: DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT" in head
     assert body.startswith(b'{"error":')
+
+
+def gunicorn_settings(monkeypatch, **env: str) -> dict:
+    for key in ("REQUEST_TIMEOUT", "ROUTER_GRACEFUL_TIMEOUT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return runpy.run_path(os.path.join(REPO_ROOT, "buffer", "gunicorn_router.py"))
+
+
+def test_graceful_timeout_follows_request_timeout(monkeypatch):
+    assert gunicorn_settings(monkeypatch)["graceful_timeout"] == 32
+    assert gunicorn_settings(monkeypatch, REQUEST_TIMEOUT="5")["graceful_timeout"] == 7
+    assert gunicorn_settings(monkeypatch, REQUEST_TIMEOUT="2.5")["graceful_timeout"] == 5
+
+
+def test_graceful_timeout_can_be_set(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, REQUEST_TIMEOUT="5", ROUTER_GRACEFUL_TIMEOUT="3")
+
+    assert settings["graceful_timeout"] == 3
+    assert isinstance(settings["graceful_timeout"], int)
+    assert settings["timeout"] > 5
+
+
+def test_graceful_timeout_rejects_text(monkeypatch):
+    with pytest.raises(ValueError, match="ROUTER_GRACEFUL_TIMEOUT='soon' is invalid"):
+        gunicorn_settings(monkeypatch, ROUTER_GRACEFUL_TIMEOUT="soon")
