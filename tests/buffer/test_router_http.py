@@ -85,12 +85,15 @@ def test_stalled_body_gets_408_by_deadline(small_router):
     started = time.monotonic()
     with open_stalled_body(small_router) as sock:
         response = read_response(sock, timeout=REQUEST_TIMEOUT + 5)
-    elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - started
+        sock.settimeout(5)
+        after_response = sock.recv(100)
 
     assert response.startswith(b"HTTP/1.1 408"), response[:80]
     assert b"application/json" in response
     assert b"request body" in response
     assert elapsed < REQUEST_TIMEOUT + 1.0
+    assert after_response == b"", "the router kept the connection open"
 
 
 def test_trickled_body_gets_408_by_deadline(small_router):
