@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,9 @@ def render_children(*, namespace: str, schedule: str, spec: dict, flavours: list
                 {"name": "FORCING_ENABLED", "value": str(router["allowForcedFlavour"]).lower()},
             ],
             "resources": router["resources"],
+            # gunicorn waits up to the request timeout + 2 s for requests in flight on
+            # SIGTERM; the pod's grace period must outlast that or replies are cut off.
+            "grace_seconds": math.ceil(float(router["timeoutSeconds"])) + 5,
         },
         "router_scaling": {"min_replicas": router["replicas"]["min"], "max_replicas": router_ceiling.applied,
                            "cpu_utilization": router["cpuUtilization"]},
