@@ -132,6 +132,7 @@ def buffer_env(settings: StackSettings) -> dict[str, str]:
         "RABBITMQ_URL": settings.rabbitmq_url,
         "ENGINE_URL": settings.url("engine"),
         "CONSUMER_METRICS_PORT": str(settings.ports["consumer"]),
+        "CONSUMER_METRICS_BIND": settings.host,
         # Served counts reach the ledger every 5 s unless the caller's environment sets another interval.
         "FEEDBACK_INTERVAL_SECONDS": os.environ.get("FEEDBACK_INTERVAL_SECONDS", "5"),
     }
@@ -142,8 +143,8 @@ def consumer_spec(settings: StackSettings) -> ComponentSpec:
         name="consumer",
         argv=[sys.executable, "-m", "buffer.consumer"],
         env=buffer_env(settings),
-        # The consumer serves only Prometheus metrics, so a 200 there means its process is up.
-        health_url=settings.url("consumer") + "/metrics",
+        # 503 until the consumer is connected to the broker and consuming.
+        health_url=settings.url("consumer") + "/healthz",
         port=settings.ports["consumer"],
     )
 
