@@ -1,4 +1,4 @@
-"""What Metacontroller does around the hooks, done locally on plain dicts.
+"""Metacontroller's side of the hook calls, done locally on plain dicts.
 
 Metacontroller builds the sync request from the parent, the children it
 owns and the related objects the customize hook selected. These functions
