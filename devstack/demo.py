@@ -164,8 +164,15 @@ def demo(
     except NotRunning:
         state = None
     if state:
+        # The running stack's schedule may differ from this command's options,
+        # because --free-ports picks a namespace per run.
+        namespace, _, name = state["schedule"].partition("/")
         settings = replace(
-            settings, ports=dict(state["ports"]), speed_up=float(state.get("speedUp", settings.speed_up))
+            settings,
+            ports=dict(state["ports"]),
+            speed_up=float(state.get("speedUp", settings.speed_up)),
+            namespace=namespace,
+            name=name,
         )
         print(f"demo: using the running stack (router {settings.url('router')})", flush=True)
         return report(settings, minutes=minutes, interval=interval, rate=rate, out_dir=Path(out_dir))

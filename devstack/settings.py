@@ -3,15 +3,18 @@
 Every option has a fixed default so `make run` prints the same URLs each
 time; each can be overridden by an environment variable (`DEVSTACK_*`) or a
 command-line flag, and `--free-ports` asks the kernel for unused ports
-instead (what the end-to-end test does).
+instead (what the end-to-end test does). With `--free-ports` the namespace,
+which prefixes the stack's queue names on the shared broker, defaults to
+`devstack-<router port>`, so such stacks never consume each other's queues.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +30,9 @@ DEFAULT_PORTS = {
 }
 
 FLAVOUR_NAMES = ("high", "mid", "low")
+
+# A Kubernetes object name (RFC 1123 label), valid in queue names too.
+NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class SettingsError(ValueError):
@@ -110,8 +116,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="trace time the replay starts at, RFC 3339 (env DEVSTACK_TRACE_START; default for the "
         "bundled trace 2023-03-25T12:00:00Z, the trace's first slot for a custom one)",
     )
-    parser.add_argument("--namespace", default=env.get("DEVSTACK_NAMESPACE", StackSettings.namespace))
-    parser.add_argument("--name", default=env.get("DEVSTACK_NAME", StackSettings.name))
+    parser.add_argument(
+        "--namespace",
+        default=env.get("DEVSTACK_NAMESPACE"),
+        help="namespace of the local schedule; it prefixes the stack's queue names on the broker, so two "
+        "stacks sharing a broker need different ones (env DEVSTACK_NAMESPACE, default `default`, or "
+        "`devstack-<router port>` with --free-ports)",
+    )
+    parser.add_argument(
+        "--name",
+        default=env.get("DEVSTACK_NAME", StackSettings.name),
+        help="name of the local schedule and its service (env DEVSTACK_NAME, default carbonstat)",
+    )
     parser.add_argument(
         "--policy", default=env.get("DEVSTACK_POLICY"), help="override the example schedule's policy"
     )
@@ -138,6 +154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> StackSettings:
     """Build and check the settings from parsed arguments."""
     ports = {component: getattr(args, component.replace("-", "_") + "_port") for component in DEFAULT_PORTS}
+    if args.free_ports:
+        ports = free_ports(list(DEFAULT_PORTS))
     settings = StackSettings(
         ports=ports,
         rabbitmq_url=args.rabbitmq_url,
@@ -145,17 +163,26 @@ def settings_from_args(args: argparse.Namespace) -> StackSettings:
         trace_actuals=args.trace,
         trace_forecasts=args.trace_forecasts,
         trace_start=args.trace_start,
-        namespace=args.namespace,
+        namespace=args.namespace or default_namespace(ports, free=args.free_ports),
         name=args.name,
         policy=args.policy,
         register_via=args.register_via,
         run_dir=args.run_dir.resolve(),
         status_interval=args.status_interval,
     )
-    if args.free_ports:
-        settings = replace(settings, ports=free_ports(list(DEFAULT_PORTS)))
     check(settings)
     return settings
+
+
+def default_namespace(ports: dict[str, int], *, free: bool) -> str:
+    """Return the namespace used when none is given: one per run with free ports, else `default`.
+
+    The namespace prefixes the queue names, so stacks started with
+    --free-ports on one broker never consume each other's queues.
+    """
+    if free:
+        return f"devstack-{ports['router']}"
+    return StackSettings.namespace
 
 
 def check(settings: StackSettings) -> None:
@@ -170,6 +197,12 @@ def check(settings: StackSettings) -> None:
     for path in (settings.trace_actuals, settings.trace_forecasts):
         if path and not Path(path).is_file():
             raise SettingsError(f"trace file not found: {path}")
+    for option, value in (("--namespace", settings.namespace), ("--name", settings.name)):
+        if not NAME_PATTERN.fullmatch(value):
+            raise SettingsError(
+                f"{option} must be lowercase letters, digits and '-', at most 63 characters, "
+                f"starting and ending with a letter or digit; got {value!r}"
+            )
     for path in (settings.schedule_file, settings.flavours_file):
         if not path.is_file():
             raise SettingsError(f"example file not found: {path}")

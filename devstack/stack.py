@@ -21,9 +21,12 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+import pika
+import pika.exceptions
 import requests
 
-from devstack.components import missing_entry_points, stack_specs
+from buffer.config import BufferConfig
+from devstack.components import buffer_env, missing_entry_points, stack_specs
 from devstack.processes import StartError, Supervisor
 from devstack.registration import Registrar, RegistrationError
 from devstack.settings import StackSettings, port_in_use
@@ -33,6 +36,8 @@ log = logging.getLogger("devstack")
 
 # Components that read the engine's decision for routing; they start after the first sync.
 BUFFER_COMPONENTS = ("consumer", "router")
+
+NOT_FOUND = 404  # AMQP reply code of a passive declare on a missing queue
 
 
 class Interrupted(Exception):
@@ -53,8 +58,67 @@ def broker_answers(url: str, *, timeout: float = 2.0) -> bool:
         return False
 
 
+def consumed_flavour_queues(settings: StackSettings) -> dict[str, int]:
+    """Return each flavour queue of the stack's schedule that already has consumers, with their count.
+
+    A passive declare only inspects a queue. A queue that does not exist yet
+    is fine, because the stack's consumer declares it. The broker closes the
+    channel on that 404, so every queue gets its own channel.
+    """
+    config = BufferConfig.from_env(buffer_env(settings))
+    parameters = pika.URLParameters(settings.rabbitmq_url)
+    parameters.socket_timeout = 5
+    parameters.connection_attempts = 1
+    consumed = {}
+    connection = pika.BlockingConnection(parameters)
+    try:
+        for flavour in config.flavours:
+            queue = config.queue_for(flavour)
+            channel = connection.channel()
+            try:
+                frame = channel.queue_declare(queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == NOT_FOUND:
+                    continue
+                raise
+            if frame.method.consumer_count > 0:
+                consumed[queue] = frame.method.consumer_count
+            channel.close()
+    finally:
+        connection.close()
+    return consumed
+
+
+def queue_problems(settings: StackSettings) -> list[str]:
+    """Describe every flavour queue another consumer already serves, or why the check failed.
+
+    Two stacks consuming one queue take each other's requests and post each
+    other's served counts, which corrupts both credit ledgers.
+
+    NOTE: two stacks started within the same few seconds can both pass this
+    check, because the queues get their consumers only once the consumer starts.
+    """
+    try:
+        consumed = consumed_flavour_queues(settings)
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        return [f"checking the flavour queues on the broker failed: {exc!r}; check RABBITMQ_URL"]
+    problems = []
+    for queue, count in consumed.items():
+        consumers = "1 consumer" if count == 1 else f"{count} consumers"
+        problems.append(
+            f"queue {queue} already has {consumers}: another stack or consumer serves "
+            f"{settings.namespace}/{settings.name} on this broker, and the two would take each other's "
+            "requests and corrupt each other's credit ledgers. Stop it, or give this stack its own "
+            "queues with --namespace NAME (--free-ports picks a namespace per run unless you give one)"
+        )
+    return problems
+
+
 def preflight(settings: StackSettings) -> None:
-    """Check entry points, the broker and the ports; raise PreflightError naming every problem."""
+    """Check entry points, the broker, the flavour queues and the ports.
+
+    Raise PreflightError naming every problem found.
+    """
     problems = []
     missing = missing_entry_points()
     if missing:
@@ -66,6 +130,8 @@ def preflight(settings: StackSettings) -> None:
             f"no RabbitMQ answers at {urlsplit(settings.rabbitmq_url).netloc.split('@')[-1]}: run "
             "`make rabbitmq` (scripts/ensure-rabbitmq.sh) or set RABBITMQ_URL"
         )
+    else:
+        problems.extend(queue_problems(settings))
     for component, port in settings.ports.items():
         if port_in_use(settings.host, port):
             problems.append(

@@ -38,6 +38,24 @@ def test_free_ports_are_distinct():
     assert settings.ports != DEFAULT_PORTS
 
 
+def test_namespace_defaults_to_default(monkeypatch):
+    monkeypatch.delenv("DEVSTACK_NAMESPACE", raising=False)
+    assert parse([]).namespace == "default"
+
+
+def test_free_ports_namespace_is_per_run(monkeypatch):
+    monkeypatch.delenv("DEVSTACK_NAMESPACE", raising=False)
+    settings = parse(["--free-ports"])
+    assert settings.namespace == f"devstack-{settings.ports['router']}"
+
+
+def test_free_ports_keeps_given_namespace(monkeypatch):
+    monkeypatch.delenv("DEVSTACK_NAMESPACE", raising=False)
+    assert parse(["--free-ports", "--namespace", "team-a"]).namespace == "team-a"
+    monkeypatch.setenv("DEVSTACK_NAMESPACE", "team-b")
+    assert parse(["--free-ports"]).namespace == "team-b"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -45,6 +63,8 @@ def test_free_ports_are_distinct():
         (["--router-port", "70000"], "--router-port must be 1-65535"),
         (["--router-port", "8080"], "two components share a port"),
         (["--trace", "/nonexistent/trace.csv"], "trace file not found: /nonexistent/trace.csv"),
+        (["--namespace", "Team_A"], "--namespace must be lowercase letters, digits and '-'.*'Team_A'"),
+        (["--name", "svc-"], "--name must be lowercase letters"),
     ],
 )
 def test_invalid_settings_rejected(argv, message):

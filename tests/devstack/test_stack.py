@@ -1,13 +1,18 @@
 """The run command's checks before anything starts, and its exit status when they fail."""
 
+import os
 import socket
 import subprocess
 import sys
+import uuid
 
+import pika
 import pytest
 
 from devstack.settings import DEFAULT_PORTS, StackSettings, free_ports
 from devstack.stack import PreflightError, preflight
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
 @pytest.fixture
@@ -33,6 +38,69 @@ def test_preflight_names_busy_port_and_missing_broker(listening_port):
     assert "--free-ports" in message
     assert "no RabbitMQ answers at 127.0.0.1:" in message
     assert "make rabbitmq" in message
+
+
+@pytest.fixture
+def consumed_queue():
+    """A uniquely named flavour queue of the `high` flavour with one consumer attached."""
+    namespace = f"devstack-test-{uuid.uuid4().hex[:8]}"
+    queue = f"{namespace}.carbonstat.queue.precision-100"
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    try:
+        channel = connection.channel()
+        channel.queue_declare(queue)
+        channel.basic_consume(queue, on_message_callback=lambda *_args: None)
+        yield namespace, queue
+        channel.queue_delete(queue)
+    finally:
+        connection.close()
+
+
+@pytest.mark.rabbitmq
+def test_preflight_rejects_queue_with_consumer(consumed_queue):
+    namespace, queue = consumed_queue
+    settings = StackSettings(
+        ports=free_ports(list(DEFAULT_PORTS)), namespace=namespace, rabbitmq_url=RABBITMQ_URL
+    )
+    with pytest.raises(PreflightError) as info:
+        preflight(settings)
+    message = str(info.value)
+    assert f"queue {queue} already has 1 consumer" in message
+    assert "--namespace" in message
+
+
+@pytest.mark.rabbitmq
+def test_run_with_consumed_queue_exits_2(consumed_queue, tmp_path):
+    namespace, queue = consumed_queue
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "run",
+            "--free-ports",
+            "--namespace",
+            namespace,
+            "--run-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RABBITMQ_URL": RABBITMQ_URL},
+    )
+    assert result.returncode == 2
+    assert f"queue {queue} already has 1 consumer" in result.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.rabbitmq
+def test_preflight_accepts_missing_queues():
+    namespace = f"devstack-test-{uuid.uuid4().hex[:8]}"
+    settings = StackSettings(
+        ports=free_ports(list(DEFAULT_PORTS)), namespace=namespace, rabbitmq_url=RABBITMQ_URL
+    )
+    preflight(settings)
 
 
 def test_run_exits_2_before_starting_anything(listening_port, tmp_path):
