@@ -10,11 +10,13 @@ rather than faking that part.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import shutil
 import sys
 
-from devstack.processes import ComponentSpec
+from buffer.config import BufferConfig
+from devstack.processes import ComponentSpec, StartError
 from devstack.settings import FLAVOUR_NAMES, REPO_ROOT, StackSettings
 
 # Module that must exist for each component, and what runs it.
@@ -32,6 +34,9 @@ ENTRY_POINTS = {
 BUNDLED_TRACE_START = "2023-03-25T12:00:00Z"
 
 FLAVOUR_PRECISION = {"high": 100, "mid": 50, "low": 25}
+
+# devstack waits this much longer than the router's graceful timeout before it kills the router.
+ROUTER_STOP_MARGIN = 3.0
 
 
 def missing_entry_points() -> list[str]:
@@ -161,6 +166,8 @@ def router_spec(settings: StackSettings) -> ComponentSpec:
         "ROUTER_THREADS": "16",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
+    graceful_timeout = router_graceful_timeout()
+    env["ROUTER_GRACEFUL_TIMEOUT"] = str(graceful_timeout)
     config_file = str(REPO_ROOT / "buffer" / "gunicorn_router.py")
     return ComponentSpec(
         name="router",
@@ -176,7 +183,37 @@ def router_spec(settings: StackSettings) -> ComponentSpec:
         env=env,
         health_url=settings.url("router") + "/healthz",
         port=settings.ports["router"],
+        stop_grace=graceful_timeout + ROUTER_STOP_MARGIN,
     )
+
+
+def router_graceful_timeout() -> int:
+    """Return the router's graceful timeout in whole seconds, as `buffer/gunicorn_router.py` computes it.
+
+    It is ROUTER_GRACEFUL_TIMEOUT when the caller's environment sets it, else
+    REQUEST_TIMEOUT + 2 s, because every request ends by its deadline.
+    """
+    values = {}
+    for variable, default in (
+        ("REQUEST_TIMEOUT", BufferConfig.request_timeout),
+        ("ROUTER_GRACEFUL_TIMEOUT", None),
+    ):
+        raw = os.environ.get(variable, "").strip()
+        try:
+            values[variable] = float(raw) if raw else default
+        except ValueError:
+            raise StartError(
+                f"{variable}={raw!r} is invalid: set it to a number of seconds, or unset it"
+            ) from None
+    graceful = values["ROUTER_GRACEFUL_TIMEOUT"]
+    if graceful is None:
+        graceful = values["REQUEST_TIMEOUT"] + 2
+    if not 0 <= graceful < float("inf"):
+        raise StartError(
+            f"router graceful timeout {graceful} s is invalid: "
+            "check REQUEST_TIMEOUT and ROUTER_GRACEFUL_TIMEOUT"
+        )
+    return math.ceil(graceful)
 
 
 def stack_specs(settings: StackSettings) -> list[ComponentSpec]:

@@ -35,6 +35,9 @@ class ComponentSpec:
     env: dict[str, str] = field(default_factory=dict)
     health_url: str | None = None  # None: the component is healthy while its process lives
     port: int | None = None
+    # Seconds the component may take to finish in-flight work after SIGTERM before it gets
+    # SIGKILL. A component that sets it stops before the others, which may serve that work.
+    stop_grace: float | None = None
 
 
 class StartError(RuntimeError):
@@ -132,13 +135,27 @@ class Supervisor:
         return states
 
     def stop_all(self, *, grace: float = 10.0) -> None:
-        """Send SIGTERM to every process group, newest first, and SIGKILL what is left after `grace` s."""
-        for name in reversed(list(self.running)):
+        """Stop every component and forget it.
+
+        Components with their own `stop_grace` (the router) stop first, newest
+        first, and get that long, because their in-flight requests need the
+        rest of the stack to be answered. Then every other process group gets
+        SIGTERM at once and SIGKILL what is left after `grace` seconds.
+        """
+        draining = [name for name, (spec, _process) in self.running.items() if spec.stop_grace is not None]
+        for name in reversed(draining):
+            self._stop_group([name], grace=self.running[name][0].stop_grace)
+        self._stop_group([name for name in self.running if name not in draining], grace=grace)
+        self.running.clear()
+
+    def _stop_group(self, names: list[str], *, grace: float) -> None:
+        """Send SIGTERM to the named components, newest first, and SIGKILL what is left after `grace` s."""
+        for name in reversed(names):
             _spec, process = self.running[name]
             _signal_group(process, signal.SIGTERM)
 
         deadline = time.monotonic() + grace
-        for name in reversed(list(self.running)):
+        for name in reversed(names):
             _spec, process = self.running[name]
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -148,7 +165,6 @@ class Supervisor:
             _signal_group(process, signal.SIGKILL)
             process.wait()
             log.info("event=stop component=%s pid=%d code=%s", name, process.pid, process.returncode)
-        self.running.clear()
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:

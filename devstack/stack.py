@@ -6,7 +6,9 @@ first sync must be done before the router starts, or it would route on its
 all-`high` fallback. So components start one by one, each waiting for its
 health check. Any
 failure stops everything already started and names the component and its
-log. Ctrl-C (SIGINT) and SIGTERM stop every process group, newest first.
+log. Ctrl-C (SIGINT) and SIGTERM stop the router first, waiting up to its
+graceful timeout plus 3 s so in-flight requests are answered, then every
+other process group.
 """
 
 from __future__ import annotations
@@ -209,12 +211,24 @@ def run(settings: StackSettings) -> int:
             signal.signal(sig, signal.SIG_IGN)
         if registrar:
             registrar.stop()
+        announce_drain(supervisor)
         supervisor.stop_all()
         settings.state_file.unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print("devstack: stopped", file=sys.stderr)
     return code
+
+
+def announce_drain(supervisor: Supervisor) -> None:
+    """Say how long stopping may take when a component gets time to finish its in-flight requests."""
+    for name, (spec, _process) in supervisor.running.items():
+        if spec.stop_grace is not None:
+            print(
+                f"devstack: {name} gets up to {spec.stop_grace:g} s to finish in-flight requests",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def start_stack(settings: StackSettings, supervisor: Supervisor) -> Registrar:

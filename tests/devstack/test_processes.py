@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from devstack.components import carbonstat_spec
+from devstack.components import carbonstat_spec, router_spec
 from devstack.processes import ComponentSpec, StartError, Supervisor
 from devstack.settings import StackSettings, free_ports
 
@@ -129,3 +129,42 @@ time.sleep(60)
     while pid_alive(child_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(child_pid)
+
+
+def test_stop_waits_for_component_grace(tmp_path):
+    # The component takes 2 s to drain after SIGTERM, longer than the default grace but within its own.
+    supervisor = Supervisor(log_dir=tmp_path)
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2), sys.exit(0)))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    spec = ComponentSpec(name="draining", argv=[sys.executable, "-c", code], stop_grace=5)
+    process = supervisor.start(spec)
+    deadline = time.monotonic() + 5
+    while "ready" not in supervisor.log_tail("draining") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = time.monotonic()
+    supervisor.stop_all(grace=1)
+    assert process.returncode == 0
+    assert 1.5 < time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(("request_timeout", "graceful"), [(None, 32), ("5", 7), ("2.5", 5)])
+def test_router_stop_grace_exceeds_graceful_timeout(monkeypatch, tmp_path, request_timeout, graceful):
+    monkeypatch.delenv("ROUTER_GRACEFUL_TIMEOUT", raising=False)
+    if request_timeout is None:
+        monkeypatch.delenv("REQUEST_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("REQUEST_TIMEOUT", request_timeout)
+    spec = router_spec(StackSettings(run_dir=tmp_path))
+    assert spec.env["ROUTER_GRACEFUL_TIMEOUT"] == str(graceful)
+    assert spec.stop_grace > graceful
+
+
+def test_router_stop_grace_follows_given_graceful_timeout(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROUTER_GRACEFUL_TIMEOUT", "8")
+    spec = router_spec(StackSettings(run_dir=tmp_path))
+    assert spec.env["ROUTER_GRACEFUL_TIMEOUT"] == "8"
+    assert 8 < spec.stop_grace <= 12
