@@ -97,23 +97,25 @@ def queue_problems(settings: StackSettings) -> list[str]:
     Two stacks consuming one queue take each other's requests and post each
     other's served counts, which corrupts both credit ledgers.
 
-    NOTE: two stacks started within the same few seconds can both pass this
-    check, because the queues get their consumers only once the consumer starts.
+    NOTE: two stacks started at nearly the same time can both pass this check,
+    because a queue gets its consumer only when the stack's consumer starts,
+    several seconds after the check.
     """
     try:
         consumed = consumed_flavour_queues(settings)
     except (pika.exceptions.AMQPError, OSError) as exc:
         return [f"checking the flavour queues on the broker failed: {exc!r}; check RABBITMQ_URL"]
-    problems = []
-    for queue, count in consumed.items():
-        consumers = "1 consumer" if count == 1 else f"{count} consumers"
-        problems.append(
-            f"queue {queue} already has {consumers}: another stack or consumer serves "
-            f"{settings.namespace}/{settings.name} on this broker, and the two would take each other's "
-            "requests and corrupt each other's credit ledgers. Stop it, or give this stack its own "
-            "queues with --namespace NAME (--free-ports picks a namespace per run unless you give one)"
-        )
-    return problems
+    if not consumed:
+        return []
+    queues = ", ".join(
+        f"{queue} ({count} consumer{'' if count == 1 else 's'})" for queue, count in consumed.items()
+    )
+    return [
+        f"flavour queues already have consumers: {queues}. Another stack or consumer serves "
+        f"{settings.namespace}/{settings.name} on this broker, and the two would take each other's "
+        "requests and corrupt each other's credit ledgers. Stop it, or give this stack its own queues "
+        "with --namespace NAME (--free-ports picks a namespace per run unless you give one)"
+    ]
 
 
 def preflight(settings: StackSettings) -> None:

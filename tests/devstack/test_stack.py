@@ -65,7 +65,7 @@ def test_preflight_rejects_queue_with_consumer(consumed_queue):
     with pytest.raises(PreflightError) as info:
         preflight(settings)
     message = str(info.value)
-    assert f"queue {queue} already has 1 consumer" in message
+    assert f"flavour queues already have consumers: {queue} (1 consumer)" in message
     assert "--namespace" in message
 
 
@@ -90,7 +90,7 @@ def test_run_with_consumed_queue_exits_2(consumed_queue, tmp_path):
         env={**os.environ, "RABBITMQ_URL": RABBITMQ_URL},
     )
     assert result.returncode == 2
-    assert f"queue {queue} already has 1 consumer" in result.stderr
+    assert f"flavour queues already have consumers: {queue} (1 consumer)" in result.stderr
     assert not (tmp_path / "logs").exists()
 
 
