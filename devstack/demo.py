@@ -34,7 +34,14 @@ from devstack.report import (
     write_csv,
 )
 from devstack.settings import FLAVOUR_NAMES, StackSettings
-from devstack.stack import Interrupted, PreflightError, _raise_interrupted, preflight, start_stack
+from devstack.stack import (
+    Interrupted,
+    PreflightError,
+    _raise_interrupted,
+    delete_per_run_queues,
+    preflight,
+    start_stack,
+)
 from devstack.status import NotRunning, fetch_decision, read_state
 
 SLOT_SECONDS = 1800.0
@@ -201,6 +208,7 @@ def demo(
         if registrar:
             registrar.stop()
         supervisor.stop_all()
+        delete_per_run_queues(settings)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -53,6 +53,8 @@ class StackSettings:
     trace_forecasts: str | None = None
     trace_start: str | None = None  # RFC 3339 source time the replay starts at
     namespace: str = "default"
+    # True when devstack picked the namespace for this run, so it deletes its broker objects on stop.
+    per_run_namespace: bool = False
     name: str = "carbonstat"
     policy: str | None = None  # overrides spec.scheduler.policy of the example schedule
     schedule_file: Path = REPO_ROOT / "examples" / "local" / "trafficschedule.yaml"
@@ -164,6 +166,7 @@ def settings_from_args(args: argparse.Namespace) -> StackSettings:
         trace_forecasts=args.trace_forecasts,
         trace_start=args.trace_start,
         namespace=args.namespace or default_namespace(ports, free=args.free_ports),
+        per_run_namespace=args.free_ports and not args.namespace,
         name=args.name,
         policy=args.policy,
         register_via=args.register_via,

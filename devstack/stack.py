@@ -23,12 +23,11 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-import pika
 import pika.exceptions
 import requests
 
-from buffer.config import BufferConfig
-from devstack.components import buffer_env, missing_entry_points, stack_specs
+from devstack.broker import consumed_flavour_queues, delete_broker_objects
+from devstack.components import missing_entry_points, stack_specs
 from devstack.processes import StartError, Supervisor
 from devstack.registration import Registrar, RegistrationError
 from devstack.settings import StackSettings, port_in_use
@@ -38,8 +37,6 @@ log = logging.getLogger("devstack")
 
 # Components that read the engine's decision for routing; they start after the first sync.
 BUFFER_COMPONENTS = ("consumer", "router")
-
-NOT_FOUND = 404  # AMQP reply code of a passive declare on a missing queue
 
 
 class Interrupted(Exception):
@@ -58,37 +55,6 @@ def broker_answers(url: str, *, timeout: float = 2.0) -> bool:
             return True
     except OSError:
         return False
-
-
-def consumed_flavour_queues(settings: StackSettings) -> dict[str, int]:
-    """Return each flavour queue of the stack's schedule that already has consumers, with their count.
-
-    A passive declare only inspects a queue. A queue that does not exist yet
-    is fine, because the stack's consumer declares it. The broker closes the
-    channel on that 404, so every queue gets its own channel.
-    """
-    config = BufferConfig.from_env(buffer_env(settings))
-    parameters = pika.URLParameters(settings.rabbitmq_url)
-    parameters.socket_timeout = 5
-    parameters.connection_attempts = 1
-    consumed = {}
-    connection = pika.BlockingConnection(parameters)
-    try:
-        for flavour in config.flavours:
-            queue = config.queue_for(flavour)
-            channel = connection.channel()
-            try:
-                frame = channel.queue_declare(queue, passive=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code == NOT_FOUND:
-                    continue
-                raise
-            if frame.method.consumer_count > 0:
-                consumed[queue] = frame.method.consumer_count
-            channel.close()
-    finally:
-        connection.close()
-    return consumed
 
 
 def queue_problems(settings: StackSettings) -> list[str]:
@@ -215,11 +181,28 @@ def run(settings: StackSettings) -> int:
             registrar.stop()
         announce_drain(supervisor)
         supervisor.stop_all()
+        delete_per_run_queues(settings)
         settings.state_file.unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print("devstack: stopped", file=sys.stderr)
     return code
+
+
+def delete_per_run_queues(settings: StackSettings) -> None:
+    """Delete the stack's broker objects when devstack picked its namespace for this run.
+
+    A namespace given by the user may be shared with other runs, so its
+    queues stay. A failure here is printed and does not change the exit status.
+    """
+    if not settings.per_run_namespace:
+        return
+    try:
+        deleted = delete_broker_objects(settings)
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        print(f"devstack: deleting the queues of {settings.namespace} failed: {exc!r}", file=sys.stderr)
+        return
+    log.info("event=broker-objects-deleted namespace=%s count=%d", settings.namespace, len(deleted))
 
 
 def announce_drain(supervisor: Supervisor) -> None:

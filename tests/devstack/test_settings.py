@@ -40,18 +40,23 @@ def test_free_ports_are_distinct():
 
 def test_namespace_defaults_to_default(monkeypatch):
     monkeypatch.delenv("DEVSTACK_NAMESPACE", raising=False)
-    assert parse([]).namespace == "default"
+    settings = parse([])
+    assert settings.namespace == "default"
+    assert not settings.per_run_namespace
 
 
 def test_free_ports_namespace_is_per_run(monkeypatch):
     monkeypatch.delenv("DEVSTACK_NAMESPACE", raising=False)
     settings = parse(["--free-ports"])
     assert settings.namespace == f"devstack-{settings.ports['router']}"
+    assert settings.per_run_namespace
 
 
 def test_free_ports_keeps_given_namespace(monkeypatch):
     monkeypatch.delenv("DEVSTACK_NAMESPACE", raising=False)
-    assert parse(["--free-ports", "--namespace", "team-a"]).namespace == "team-a"
+    given = parse(["--free-ports", "--namespace", "team-a"])
+    assert given.namespace == "team-a"
+    assert not given.per_run_namespace
     monkeypatch.setenv("DEVSTACK_NAMESPACE", "team-b")
     assert parse(["--free-ports"]).namespace == "team-b"
 
