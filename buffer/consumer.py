@@ -12,7 +12,7 @@ threads only put results on a queue and wake the connection thread with
 Each message is acknowledged only after its reply is published, so a consumer
 that dies mid-request leaves the message to be redelivered to another one.
 Replies are keyed by correlation id: a redelivered copy of a request this
-process is still forwarding or has answered recently is acked without a second
+process is still forwarding or has replied to recently is acked without a second
 HTTP call, and the router drops any second reply from another process.
 Messages that cannot be decoded are rejected without requeue and land in the
 dead-letter queue. Requests whose router deadline has passed are acked
@@ -47,7 +47,7 @@ from buffer.feedback import FeedbackReporter
 from buffer.forward import Forwarder
 from buffer.messages import MessageError, RelayedResponse, decode_request, response_headers_table
 from buffer.schedule import ScheduleCache
-from buffer.topology import BROKER_ERRORS, declare_topology
+from buffer.topology import BROKER_ERRORS, close_quietly, declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +278,7 @@ class Consumer:
         self.ready.clear()
         metrics.CONSUMER_BROKER_CONNECTED.set(0)
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except pika.exceptions.AMQPError:
-                pass
+        close_quietly(connection)
 
     def _shutdown(self) -> None:
         # Stop taking work, then let in-flight requests finish and reply before closing.

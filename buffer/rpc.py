@@ -17,8 +17,8 @@ and consumed, and it arrived in under 1 ms there. Confirms still turn a nack (fo
 queue at its length limit) into a prompt 503 instead of a 504.
 
 A reply with any other correlation id belongs to a call that already timed
-out, or is the second answer to a redelivered message, and is discarded: each
-call sees at most one reply. Connection failures reset the client so the next
+out, or is a second reply to a redelivered message. Such a reply is
+discarded, so each call receives at most one reply. Connection failures reset the client so the next
 call reconnects.
 """
 
@@ -42,7 +42,7 @@ from buffer.messages import (
     decode_response,
     request_headers_table,
 )
-from buffer.topology import BROKER_ERRORS, declare_topology
+from buffer.topology import BROKER_ERRORS, close_quietly, declare_topology
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class RpcClient:
         self._id_counter = itertools.count(1)
         self._awaited_tag = 0
         self._published = 0  # delivery tag of the last publish on this channel
-        self._refusal: str | None = None  # why the broker refused the awaited message
+        self._refusal: str | None = None  # why the broker returned or nacked the awaited message
         self._last_used = 0.0
 
     def call(self, request: RelayedRequest, *, routing_key: str, deadline: float) -> RelayedResponse:
@@ -89,11 +89,7 @@ class RpcClient:
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except pika.exceptions.AMQPError:
-                pass
+        close_quietly(connection)
 
     def _publish(
         self, request: RelayedRequest, *, routing_key: str, correlation_id: str, deadline: float
@@ -167,8 +163,8 @@ class RpcClient:
         )
 
     def _on_reply(self, channel, method, properties, body) -> None:
-        # A second reply for the awaited id (a redelivered copy answered twice)
-        # can arrive in the same batch as the first; the first one wins.
+        # A second reply for the awaited id (two consumers replied to a redelivered
+        # copy) can arrive in the same batch as the first. The first one wins.
         if (
             properties.correlation_id != self._awaited
             or self._awaited is None

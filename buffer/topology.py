@@ -16,6 +16,7 @@ or stopped answering", for both sides to catch.
 
 from __future__ import annotations
 
+import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
@@ -27,6 +28,16 @@ from buffer.config import BufferConfig, FlavourSpec
 # an aborted connector and the other connector errors derive from
 # AMQPConnectorException, which is not an AMQPError.
 BROKER_ERRORS = (pika.exceptions.AMQPError, AMQPConnectorException, OSError)
+
+
+def close_quietly(connection: pika.BlockingConnection | None) -> None:
+    """Close `connection` if it is open; a broker that is already gone is not an error here."""
+    if connection is None or not connection.is_open:
+        return
+    try:
+        connection.close()
+    except BROKER_ERRORS:
+        pass
 
 
 def declare_topology(channel: BlockingChannel, config: BufferConfig) -> None:
