@@ -3,8 +3,8 @@
 Handlers only parse JSON, call the store or a session, and serialise the
 response. Every decision is made in `engine.session` and `engine.policies`.
 Errors are JSON objects `{"error", "status", "details"?}` with a meaningful
-status code (400 invalid input, 404 unknown schedule or path, 405 wrong
-method, 415 body not JSON); no traceback reaches a client.
+status code: 400 invalid input, 404 unknown schedule or path, 405 wrong
+method, 415 body not JSON. No traceback reaches a client.
 
 Sessions live in this process's memory, so the engine runs as ONE gunicorn
 worker with several threads (see `engine/gunicorn.conf.py`); more workers

@@ -1,7 +1,9 @@
 """Engine-level configuration: what the process needs beyond each schedule's own spec.
 
-`EngineConfig` is plain data passed to `create_app`. Only `EngineConfig.from_env`
-reads the environment, so handlers and sessions never do:
+`EngineConfig` is plain data passed to `create_app`. Handlers and sessions
+never read the environment: `EngineConfig.from_env` reads the variables below,
+and only `engine.metrics` (`PROMETHEUS_MULTIPROC_DIR`) and the gunicorn config
+read others:
 
 | variable | meaning | default |
 |---|---|---|

@@ -48,7 +48,8 @@ class DemandHistory:
         flat = tuple(float(complete[-1]) for _ in range(slots))
         if self.forecaster is None or len(complete) < MIN_FIT_SLOTS:
             return flat
-        # The cache key changes once per completed slot, so a fit runs at most once per slot.
+        # The cache key changes once per completed slot, so a fit runs once per slot and
+        # horizon length, unless the forecaster's cache has evicted the key since.
         cache_key = (key, self._slot_start.isoformat(), len(complete), slots)
         result = self.forecaster.get(cache_key, complete, horizon=slots, season=SEASON)
         if result is None:

@@ -49,7 +49,7 @@ def parse_time(text: str) -> datetime:
 
 
 class CreditLedger:
-    """Quality balance of one schedule; not thread-safe (the session holds a lock)."""
+    """Quality balance of one schedule; not thread-safe, so callers hold the session's lock."""
 
     def __init__(
         self,

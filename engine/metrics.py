@@ -4,8 +4,9 @@ Names follow the ones dashboards and KEDA queries already use:
 `scheduler_processing_throttle`, `scheduler_effective_replica_ceiling`
 (labels schedule, component), `schedule_flavour_weight` (schedule, flavour)
 and `scheduler_credit_balance`. Label values come only from configured
-schedules, flavours and components, never from request paths or bodies, and a
-schedule's old label sets are removed when its flavours or components change.
+schedules (names checked by `PUT /config`), flavours and components, never
+from the paths or bodies of other requests. A schedule's old label sets are
+removed when its flavours or components change.
 
 Each app owns a `CollectorRegistry`, so several apps (tests) can live in one
 process. With `PROMETHEUS_MULTIPROC_DIR` set, gauges are written to files and

@@ -35,7 +35,7 @@ class CarbonSlot:
 
 @dataclass(frozen=True)
 class CarbonSnapshot:
-    """What the engine knows of the grid at one moment.
+    """Grid carbon data available to the engine at one moment.
 
     `slots` starts with the slot containing `now` and runs forward in time.
     `available` is False when no usable data exists; policies must then fall

@@ -17,8 +17,8 @@ greedy solves it exactly:
 2. Walking the hull from the most precise flavour, each edge is a "downgrade
    step" that moves a slot's traffic one hull vertex down. Moving all of slot
    t along step k costs D_t * dError_k of the error budget and saves
-   D_t * I_t * dEnergy_k of emissions, so its value is the ratio
-   I_t * dEnergy_k / dError_k (carbon saved per unit of error).
+   D_t * I_t * dEnergy_k of emissions. Its value is therefore the ratio
+   I_t * dEnergy_k / dError_k, the carbon saved per unit of error.
 3. Convexity makes the ratios of one slot's steps strictly decreasing, so
    taking steps in decreasing ratio order never takes step k+1 of a slot
    before step k. Taking them in that order until the budget is spent, the

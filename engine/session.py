@@ -10,7 +10,7 @@ Safe decision without carbon data: when the carbon source has no usable data
 (or its last good data is older than the source's staleness limit), the
 snapshot has `available=False` and every policy decides carbon-blind. For the
 credit-based policies that is the static mix that meets `targetError`
-exactly, corrected by the credit balance; the throttle is 1.0 so no capacity
+exactly, corrected by the credit balance. The throttle is 1.0 so no capacity
 is withheld on a guess.
 
 Time: the ledger, demand history and policy see *source time* (the carbon
@@ -104,8 +104,9 @@ class Session:
 
         A running manual override and the last decision's weights (for change
         logging) are restored only into a session that has not evaluated yet,
-        which is the restart case: a live session knows its own override, and
-        an override it cleared must not come back from an older status.
+        which is the restart case. A live session already stores its own
+        override, and an override it cleared must not come back from an older
+        status.
         Returns True when anything changed. Raises ValueError on a malformed
         state before changing anything.
         """

@@ -4,7 +4,8 @@ The throttle (0..1) is the share of processing capacity a schedule may use in
 the current slot. It is the smaller of two ratios:
 
 - `creditsRatio`: the credit balance normalised to [0, 1] over
-  [creditMin, creditMax]. A schedule with quality to spare may slow down.
+  [creditMin, creditMax]. A balance near creditMin lowers the throttle, and
+  a balance at creditMax leaves this ratio at 1.0.
 - `intensityRatio`: how far the worse of the current and next slot's intensity
   is below `throttleIntensityCeiling`, normalised between floor and ceiling
   (1.0 at or below the floor, 0.0 at or above the ceiling).

@@ -5,10 +5,15 @@
 Routes: `POST /customize`, `POST /sync`, `GET /healthz`, `GET /metrics`.
 The shell parses JSON, calls the pure function and serialises its result
 with sorted keys, so the same request always gives the same bytes. Status
-codes: 400 for a body that is not a hook request (including JSON nested
-deeper than MAX_BODY_DEPTH); 429 (with Retry-After) for a stale request that
-cannot be answered safely; 503 when rendering fails; 500 only for a bug,
-never with a traceback. Every error, routing errors such as 404 and 405
+codes:
+
+- 400 for a body that is not a hook request, including JSON nested deeper
+  than MAX_BODY_DEPTH.
+- 429 (with Retry-After) for a stale request that the hook cannot process safely.
+- 503 when rendering fails.
+- 500 only for a bug, and the response contains no traceback.
+
+Every error, routing errors such as 404 and 405
 included, is a JSON object `{"error": message}`.
 """
 

@@ -1,4 +1,4 @@
-"""Clients that ask the engine for a schedule's decision.
+"""Clients that request a schedule's decision from the engine.
 
 Both implementations send `PUT /config/<ns>/<name>` with the same JSON and
 return the decision dict. `HttpEngine` goes over the network with a timeout
@@ -70,7 +70,7 @@ def decision_from(status: int, body: bytes, *, where: str) -> dict:
         raise EngineUnavailable(f"{where}: decision is not a JSON object")
     missing = [field for field in REQUIRED_DECISION_FIELDS if field not in payload]
     if missing:
-        raise EngineUnavailable(f"{where}: decision lacks {', '.join(missing)}")
+        raise EngineUnavailable(f"{where}: decision is missing required fields {', '.join(missing)}")
     return payload
 
 

@@ -6,9 +6,9 @@ The command builds the request Metacontroller would send on a first sync:
 no children yet, and the given Deployments and Services as related objects.
 It runs the same `sync` function as the hook and prints the children as
 multi-document YAML, in the order the hook returns them. Conditions that
-are not True go to stderr; the exit status is 1 when the hook would keep
+are not True go to stderr. The exit status is 1 when the hook would keep
 existing children instead of rendering (invalid spec, no flavours, no
-decision) and 2 for unreadable input.
+decision), and 2 for unreadable input.
 """
 
 from __future__ import annotations

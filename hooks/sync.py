@@ -11,7 +11,7 @@ warning event) or a 503 (a bug while rendering: the failure shows as a
 SyncError event). Either way Metacontroller changes nothing.
 
 The order of the steps matters: the spec is validated before flavours are
-read, and both before the engine is asked, so the condition that fails
+read, and both before the engine is called, so the condition that fails
 names the first real cause rather than a consequence of it.
 """
 

@@ -4,8 +4,11 @@ A source turns "what is the grid like now and over the next hours" into a
 `CarbonSnapshot` of half-hour `CarbonSlot`s. Sources differ in where the
 numbers come from (a bundled trace, a grid API) but share three rules:
 
-- `snapshot` never raises: every failure becomes `stale=True` (last good data
-  kept) or `available=False` with a `message`.
+- `snapshot` catches every `Exception` raised while building the snapshot:
+  each failure becomes `stale=True` (last good data kept) or
+  `available=False` with a `message`. Exceptions outside `Exception` (such as
+  KeyboardInterrupt) propagate, and so does the error of a `now` that is not
+  a datetime.
 - Slot times are in *source time*. Live APIs use wall-clock time; a replayed
   trace maps wall-clock time onto the trace with `source_now`.
 - Slots are half an hour long (`engine.model.SLOT`), aligned to the hour and
@@ -47,7 +50,9 @@ class CarbonSource(ABC):
     def snapshot(self, now: datetime, *, horizon: timedelta) -> CarbonSnapshot:
         """Return the grid at wall-clock `now` and the slots up to `now + horizon` (source time).
 
-        Never raises. The snapshot's `now` and slot times are source time.
+        Failures while building it are reported in the snapshot instead of raised
+        (see the module docstring for the exceptions). The snapshot's `now` and
+        slot times are source time.
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing to release

@@ -1,8 +1,8 @@
 """WattTime API v3 client: marginal emissions (MOER) forecast for a grid region.
 
-Log in with `GET {base}/login` and HTTP Basic auth, which returns `{"token"}`;
-send `Authorization: Bearer <token>` afterwards and log in again once when a
-call returns 401 (tokens expire after about 30 minutes).
+Log in with `GET {base}/login` and HTTP Basic auth, which returns `{"token"}`.
+Later calls send `Authorization: Bearer <token>`, and the client logs in again
+once when a call returns 401, because tokens expire after about 30 minutes.
 `GET {base}/v3/forecast?region=CAISO_NORTH&signal_type=co2_moer` returns
 `{"data": [{"point_time", "value"}], "meta": {"units": "lbs_co2_per_mwh",
 "data_point_period_seconds": 300, ...}}`. Values are converted from lbs/MWh to

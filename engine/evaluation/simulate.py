@@ -8,9 +8,9 @@ A policy run behaves like the engine with a perfectly obedient router:
   engine's `integer_weights` turn its shares into the percentages the router
   serves;
 - each tick (the greatest common divisor of the interval and a slot) serves
-  the demand of that tick with the current weights, charges emissions with the
-  slot's actual intensity and feeds the realised requests and precision to
-  the ledger, as the consumer's feedback would.
+  the demand of that tick with the current weights and charges emissions with
+  the slot's actual intensity. It then feeds the realised requests and
+  precision to the ledger, as the consumer's feedback would.
 
 The references need no replay: `optimum` is the perfect-foresight plan of each
 quality window on actual intensities (the planner is exact for that linear

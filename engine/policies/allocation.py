@@ -77,14 +77,20 @@ def credit_factor(ledger: LedgerView) -> float:
 
 
 def intensity_position(intensity: float | None, *, floor: float, ceiling: float) -> float:
-    """Return 0.0 at or below the floor, 1.0 at or above the ceiling, linear in between."""
+    """Return 0.0 at or below the floor, 1.0 at or above the ceiling, linear in between.
+
+    Returns 0.5 when the intensity is unknown or the ceiling is not above the floor.
+    """
     if intensity is None or ceiling <= floor:
         return 0.5
     return min(1.0, max(0.0, (intensity - floor) / (ceiling - floor)))
 
 
 def max_allowance(ctx: PolicyContext) -> float:
-    """Return the cap on the allowance; `maxAllowance` in the options may lower or raise it below 1."""
+    """Return the cap on the allowance: `maxAllowance` from the options, clamped to 0-0.99.
+
+    A malformed `maxAllowance` keeps the default.
+    """
     value = ctx.options.get("maxAllowance", DEFAULT_MAX_ALLOWANCE)
     try:
         return min(0.99, max(0.0, float(value)))

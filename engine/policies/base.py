@@ -42,7 +42,10 @@ class PolicyOption:
 
 
 class Policy(ABC):
-    """Base class of every scheduling policy; subclasses are stateless."""
+    """Base class of every scheduling policy.
+
+    Subclasses keep no state between evaluations, except the random policy's generator.
+    """
 
     name: ClassVar[str]
     # The `scheduler.options` keys this policy reads. Validation rejects any other key.

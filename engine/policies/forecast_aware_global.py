@@ -9,9 +9,9 @@ by these factors, each 1 when its input is neutral or missing:
   (6 by default), in [0.5, 1.5]: a slot dirtier than what follows gets more;
 - credit pressure: pulls the balance to the middle of [creditMin, creditMax],
   1 + 0.5 * (balance - middle) / halfWidth, in [0.5, 1.5];
-- demand trend: forecast demand of the coming slots against the current one;
-  rising demand lowers the allowance by up to 20 % so credit is kept for the
-  larger load, falling demand raises it by up to 20 %;
+- demand trend: forecast demand of the coming slots against the current one.
+  Rising demand lowers the allowance by up to 20 % so credit is kept for the
+  larger load, and falling demand raises it by up to 20 %;
 - emissions so far: when the window's emissions per request exceed what the
   target mix would have emitted, the allowance rises by up to 30 %, and it falls
   by up to 30 % when they are below it (needs `windowEmissions` in the

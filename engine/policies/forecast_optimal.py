@@ -30,9 +30,10 @@ the plan uses a tighter target error,
     planned = targetError - remaining * (hedge + demandError * spread)
 
 where `remaining` is the forecast share of the window's requests that are
-still to come, `hedge` (option, default 0.001) covers rounding, and
-`demandError` (option, relative, default 0 when demand is given for the whole
-horizon and 0.1 when the policy had to guess it) covers demand forecast error.
+still to come and `hedge` (option, default 0.001) covers rounding.
+`demandError` (option, relative) covers demand forecast error. Its default is
+0 when demand is given for the whole horizon and 0.1 when the policy had to
+guess it.
 `spread` is the largest gap between a hull flavour's error and the target,
 because a plan puts whole slots on one flavour and a demand error in such a
 slot moves the window's error by up to that much per request.
