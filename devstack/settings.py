@@ -1,9 +1,9 @@
 """Options of the local stack: ports, trace replay, schedule, from flags and environment.
 
 Every option has a fixed default so `make run` prints the same URLs each
-time; each can be overridden by an environment variable (`DEVSTACK_*`) or a
-command-line flag, and `--free-ports` asks the kernel for unused ports
-instead (what the end-to-end test does). With `--free-ports` the namespace,
+time. Each can be overridden by an environment variable (`DEVSTACK_*`) or a
+command-line flag. `--free-ports` requests unused ports from the kernel
+instead, which is what the end-to-end test does. With `--free-ports` the namespace,
 which prefixes the stack's queue names on the shared broker, defaults to
 `devstack-<router port>`, so such stacks never consume each other's queues.
 """
@@ -80,6 +80,8 @@ class StackSettings:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options shared by `run`, `demo` and `status` to a sub-command's parser."""
+    # Defaults from the environment stay strings, so argparse converts them with `type` and
+    # reports a malformed value as a usage error instead of a traceback.
     env = os.environ
     parser.add_argument(
         "--free-ports", action="store_true", help="pick unused loopback ports instead of the fixed defaults"
@@ -89,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             f"--{component}-port",
             type=int,
-            default=int(env.get(variable, default)),
+            default=env.get(variable, default),
             help=f"TCP port of {component} on loopback (env {variable}, default {default})",
         )
     parser.add_argument(
@@ -100,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--speed-up",
         type=float,
-        default=float(env.get("DEVSTACK_SPEED_UP", StackSettings.speed_up)),
+        default=env.get("DEVSTACK_SPEED_UP", StackSettings.speed_up),
         help="trace seconds replayed per wall-clock second (env DEVSTACK_SPEED_UP, default 120: "
         "one half-hour slot every 15 s)",
     )

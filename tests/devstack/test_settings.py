@@ -75,3 +75,18 @@ def test_free_ports_keeps_given_namespace(monkeypatch):
 def test_invalid_settings_rejected(argv, message):
     with pytest.raises(SettingsError, match=message):
         parse(argv)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DEVSTACK_ROUTER_PORT", "abc", "argument --router-port: invalid int value: 'abc'"),
+        ("DEVSTACK_SPEED_UP", "fast", "argument --speed-up: invalid float value: 'fast'"),
+    ],
+)
+def test_malformed_environment_is_usage_error(monkeypatch, capsys, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exited:
+        parse([])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
