@@ -1,6 +1,6 @@
 """carbonstat: the sample service whose flavours the router chooses between.
 
 One Flask application, three flavours picked by configuration. Each flavour
-answers the same `POST /avg` API but reads a different share of the input, so
+serves the same `POST /avg` API but reads a different share of the input, so
 precision and work (and hence energy) fall together.
 """

@@ -3,8 +3,8 @@
 `python -m devstack run` starts the engine, the hooks, three carbonstat
 flavours, the consumer and the router as local processes on loopback ports
 against a real RabbitMQ, then plays Metacontroller's part: it sends the
-example TrafficSchedule through the hooks' real `/sync` endpoint (which asks
-the engine for a decision) and repeats that like a resync. `demo` drives
+example TrafficSchedule through the hooks' real `/sync` endpoint (which requests
+a decision from the engine) and repeats that like a resync. `demo` drives
 traffic through the router and reports the flavour mix against carbon
 intensity; `status` prints one line about a running stack.
 

@@ -65,7 +65,7 @@ def consumed_flavour_queues(settings: StackSettings) -> dict[str, int]:
 
 
 def delete_broker_objects(settings: StackSettings) -> list[str]:
-    """Delete the stack's queues, then its exchanges, unless in use; return the names deleted.
+    """Delete the stack's unused queues, then its unused exchanges, and return the names deleted.
 
     A queue that still has a consumer, or an exchange that still has a
     binding, belongs to something still running and is kept. Messages left
@@ -90,7 +90,7 @@ def delete_broker_objects(settings: StackSettings) -> list[str]:
 
 
 def _delete_if_unused(connection: pika.BlockingConnection, name: str, *, kind: str) -> bool:
-    """Delete one queue or exchange if it exists and is unused; return True when it was deleted."""
+    """Delete one queue or exchange if it exists and is unused, and return True when it was deleted."""
     channel = connection.channel()
     try:
         if kind == "queue":

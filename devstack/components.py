@@ -1,6 +1,6 @@
 """The command line and environment of every process in the local stack.
 
-This module is the only place that knows each part's entry point and the
+This module is the only place that names each part's entry point and the
 environment variables it reads, so a renamed variable is fixed here once.
 Before anything starts, `missing_entry_points` checks that every module the
 stack runs exists, and `run` stops with a message naming what is missing
@@ -30,7 +30,7 @@ ENTRY_POINTS = {
 
 # Where the bundled GB trace replay starts unless --trace-start sets another: on
 # 2023-03-25 from 12:00 UTC intensity rises from 54 to 188 gCO2/kWh in six hours,
-# so a three-minute demo at the default 120x speed-up sees the mix move.
+# so a three-minute demo at the default 120x speed-up shows the mix move.
 BUNDLED_TRACE_START = "2023-03-25T12:00:00Z"
 
 FLAVOUR_PRECISION = {"high": 100, "mid": 50, "low": 25}
@@ -76,10 +76,10 @@ def gunicorn(app: str, *, settings: StackSettings, port: int, threads: int | Non
 
 
 def engine_spec(settings: StackSettings) -> ComponentSpec:
-    """The engine under its own gunicorn settings, replaying the trace at the configured speed-up.
+    """Build the engine's spec: its own gunicorn settings, replaying the trace at the configured speed-up.
 
     Its settings file runs one worker only, because the engine keeps its
-    sessions in memory and a second worker would hold a diverging copy.
+    sessions in memory and a second worker would keep a diverging copy.
     """
     env = {
         "ENGINE_DEFAULT_SCHEDULE": f"{settings.namespace}/{settings.name}",
@@ -155,7 +155,7 @@ def consumer_spec(settings: StackSettings) -> ComponentSpec:
 
 
 def router_spec(settings: StackSettings) -> ComponentSpec:
-    """The router under the buffer's own gunicorn settings (threaded workers, merged metrics)."""
+    """Build the router's spec: the buffer's own gunicorn settings (threaded workers, merged metrics)."""
     metrics_dir = settings.run_dir / "prometheus-router"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
@@ -217,7 +217,7 @@ def router_graceful_timeout() -> int:
 
 
 def stack_specs(settings: StackSettings) -> list[ComponentSpec]:
-    """Every component in start order: each one's dependencies come before it."""
+    """Return every component's spec in start order, each one after its dependencies."""
     return [
         engine_spec(settings),
         hooks_spec(settings),

@@ -2,10 +2,10 @@
 
 It uses the stack a running `devstack run` recorded in its state file, or
 starts one for the length of the demo. Client threads send `POST /avg` at a
-steady rate; a sampler thread reads the engine's decision every second, so
-each answered request is paired with the intensity in force when it was
-answered. Every interval (by default one replayed slot) the report prints a
-row; at the end it writes `out/demo-<time>.csv` and `out/demo-<time>.png`.
+steady rate. A sampler thread reads the engine's decision every second, so
+each successful response is paired with the intensity in force when it
+arrived. Every interval (by default one replayed slot) the report prints a
+row, and at the end it writes `out/demo-<time>.csv` and `out/demo-<time>.png`.
 """
 
 from __future__ import annotations
@@ -133,12 +133,13 @@ class Traffic:
             return list(self.samples)
 
     def run(self, *, duration: float, rate: float) -> None:
-        """Send `rate` requests per second for `duration` seconds; return when every response has arrived."""
+        """Send `rate` requests per second for `duration` seconds, then wait for every response."""
         deadline = self.started + duration
         with ThreadPoolExecutor(max_workers=CLIENT_THREADS) as pool:
             scheduled = self.started
             while scheduled < deadline:
-                # Submit at most one second ahead, so a slow router does not pile up work.
+                # Submit at most one second ahead of schedule, so the pool's queue does not
+                # hold the whole run at once. A slow router still lets unsent requests queue up.
                 while scheduled > time.monotonic() + 1.0:
                     time.sleep(0.05)
                 pool.submit(self._send, scheduled)
@@ -262,7 +263,7 @@ def report(
 
 
 def write_outputs(rows: list[IntervalRow], *, out_dir: Path) -> int:
-    """Print the total row and summary, write the CSV and the chart; return 1 if nothing was answered."""
+    """Print the total row and summary, then write the CSV and the chart. Return 1 if no request succeeded."""
     flavours = list(FLAVOUR_NAMES)
     total = total_row(rows, flavours=flavours)
     print(table_line(total, flavours), flush=True)
@@ -274,7 +275,7 @@ def write_outputs(rows: list[IntervalRow], *, out_dir: Path) -> int:
     write_chart(png_path, rows, flavours=flavours)
     saving = "-" if total.saving is None else f"{100 * total.saving:.1f}%"
     print(
-        f"demo: {total.requests} answered, {total.errors} failed; average precision "
+        f"demo: {total.requests} succeeded, {total.errors} failed; average precision "
         f"{total.avg_precision or 0:.1f} against a target of {total.target_precision or 0:.1f}; "
         f"estimated emissions {saving} below sending everything to high.\n"
         f"demo: wrote {csv_path} and {png_path}",

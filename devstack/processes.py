@@ -139,7 +139,7 @@ class Supervisor:
 
         Components with their own `stop_grace` (the router) stop first, newest
         first, and get that long, because their in-flight requests need the
-        rest of the stack to be answered. Then every other process group gets
+        rest of the stack to get a response. Then every other process group gets
         SIGTERM at once and SIGKILL what is left after `grace` seconds.
         """
         draining = [name for name, (spec, _process) in self.running.items() if spec.stop_grace is not None]

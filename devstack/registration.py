@@ -4,10 +4,10 @@ In a cluster, Metacontroller posts a sync request (parent, observed children,
 related flavour Deployments) to the hooks, the sync hook calls the engine's
 `PUT /config/<ns>/<name>`, and Metacontroller stores the returned status on
 the parent and calls again after `resyncAfterSeconds`. `Registrar` repeats
-that loop locally against the real hooks endpoints: before each sync it calls
-`/customize` to learn which related objects to send and selects them from the example
-files by the returned rules, as Metacontroller selects them from the API
-server. It keeps the status and children of each sync response and sends
+that loop locally against the real hooks endpoints. Before each sync it calls
+`/customize` to learn which related objects to send. It selects them from the
+example files by the returned rules, as Metacontroller selects them from the
+API server. It keeps the status and children of each sync response and sends
 them back in the next request, so the ledger state round-trips through the
 status as in a cluster.
 

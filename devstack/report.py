@@ -17,7 +17,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Sample:
-    """One answered request: when, which flavour served it, and the intensity at that moment."""
+    """One successful request: when, which flavour served it, and the intensity at that moment."""
 
     at: float  # seconds since the demo started
     flavour: str

@@ -1,14 +1,13 @@
 """The `run` command: start every component, register the schedule, report, stop cleanly.
 
-Order matters: the engine must be up before the hooks can request a
-decision from it, the flavours before the consumer forwards to them, and the
-first sync must be done before the router starts, or it would route on its
-all-`high` fallback. So components start one by one, each waiting for its
-health check. Any
-failure stops everything already started and names the component and its
-log. Ctrl-C (SIGINT) and SIGTERM stop the router first, waiting up to its
-graceful timeout plus 3 s so in-flight requests are answered, then every
-other process group.
+Order matters. The engine must be up before the hooks can request a
+decision from it, and the flavours before the consumer forwards to them.
+The first sync must be done before the router starts, or it would route on
+its all-`high` fallback. So components start one by one, each waiting for
+its health check. Any failure stops everything already started and names
+the component and its log. Ctrl-C (SIGINT) and SIGTERM stop the router
+first, waiting up to its graceful timeout plus 3 s so in-flight requests get
+a response, then every other process group.
 """
 
 from __future__ import annotations
@@ -35,16 +34,16 @@ from devstack.status import fetch_decision, status_line
 
 log = logging.getLogger("devstack")
 
-# Components that read the engine's decision for routing; they start after the first sync.
+# Components that read the engine's decision for routing, so they start after the first sync.
 BUFFER_COMPONENTS = ("consumer", "router")
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the stack must stop."""
+    """Signal to stop the stack, raised when SIGINT or SIGTERM arrives."""
 
 
 class PreflightError(RuntimeError):
-    """Something the stack needs is missing before any process starts; the message gives the fix."""
+    """Prerequisite found missing before any process starts. The message gives the fix."""
 
 
 def broker_answers(url: str, *, timeout: float = 2.0) -> bool:
@@ -156,8 +155,8 @@ def run(settings: StackSettings) -> int:
         print(f"devstack: cannot start the local stack:\n{exc}", file=sys.stderr)
         return 2
 
-    # Components are started from this (main) thread: their parent-death
-    # signal is tied to the thread that forks them.
+    # Components are started from this (main) thread, because their
+    # parent-death signal is tied to the thread that forks them.
     assert threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     supervisor = Supervisor(log_dir=settings.log_dir)
@@ -206,7 +205,7 @@ def delete_per_run_queues(settings: StackSettings) -> None:
 
 
 def announce_drain(supervisor: Supervisor) -> None:
-    """Say how long stopping may take when a component gets time to finish its in-flight requests."""
+    """Print how long stopping may take when a component gets time to finish its in-flight requests."""
     for name, (spec, _process) in supervisor.running.items():
         if spec.stop_grace is not None:
             print(
@@ -235,7 +234,7 @@ def start_stack(settings: StackSettings, supervisor: Supervisor) -> Registrar:
 
 
 def register_first(settings: StackSettings, registrar: Registrar) -> None:
-    """Register the schedule once, retrying twice: the hooks and engine have only just started."""
+    """Register the schedule once, retrying twice because the hooks and engine have only just started."""
     for attempt in range(3):
         try:
             registrar.sync_once()
@@ -250,7 +249,7 @@ def register_first(settings: StackSettings, registrar: Registrar) -> None:
 
 
 def watch(settings: StackSettings, supervisor: Supervisor, registrar: Registrar) -> int:
-    """Print a status line every few seconds; return 1 as soon as a component exits."""
+    """Print a status line every few seconds, and return 1 as soon as a component exits."""
     key = f"{settings.namespace}/{settings.name}"
     while True:
         exited = supervisor.exited()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure a RabbitMQ answers at RABBITMQ_URL (default amqp://guest:guest@127.0.0.1:5672/).
+# Make sure a RabbitMQ broker accepts connections at RABBITMQ_URL (default amqp://guest:guest@127.0.0.1:5672/).
 # Starts Debian's rabbitmq-server when it is installed but not running, and installs it
 # first when the user is root or has sudo. Otherwise prints the one command that would.
 set -euo pipefail
@@ -17,15 +17,15 @@ answers() {
 }
 
 if answers; then
-    echo "rabbitmq: answering at $host:$port"
+    echo "rabbitmq: accepting connections at $host:$port"
     exit 0
 fi
 
 case "$host" in
     127.*|localhost|::1) ;;
     *)
-        echo "rabbitmq: nothing answers at $host:$port, and it is not a local address to start one on." >&2
-        echo "rabbitmq: start the broker at that address or set RABBITMQ_URL to one that answers." >&2
+        echo "rabbitmq: nothing accepts connections at $host:$port, and it is not a local address to start one on." >&2
+        echo "rabbitmq: start the broker at that address or set RABBITMQ_URL to a running broker." >&2
         exit 1
         ;;
 esac
@@ -57,13 +57,13 @@ fi
 
 echo "rabbitmq: starting rabbitmq-server"
 PATH="$PATH:/usr/sbin" $sudo_cmd rabbitmq-server -detached || true
-# await_startup fails at once right after -detached, so poll until the port answers.
+# await_startup fails at once right after -detached, so poll until the port accepts connections.
 for _ in $(seq 1 120); do
     if answers; then
-        echo "rabbitmq: answering at $host:$port"
+        echo "rabbitmq: accepting connections at $host:$port"
         exit 0
     fi
     sleep 0.5
 done
-echo "rabbitmq: started but nothing answers at $host:$port after 60 s; see /var/log/rabbitmq/" >&2
+echo "rabbitmq: started, but nothing accepts connections at $host:$port after 60 s; see /var/log/rabbitmq/" >&2
 exit 1

@@ -135,7 +135,7 @@ def test_run_rejects_invalid_speed_up(tmp_path):
     assert "--speed-up must be > 0, got -1.0" in result.stderr
 
 
-def test_status_without_stack_says_how_to_start(tmp_path):
+def test_status_without_stack_prints_start_hint(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "devstack", "status", "--run-dir", str(tmp_path)],
         capture_output=True,

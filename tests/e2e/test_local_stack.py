@@ -7,7 +7,7 @@ queues on the shared broker are unique and are deleted at the end. Through
 the router it sends a batch of requests in a clean slot and one in a dirty
 slot and checks:
 
-- every response holds the correct average for the flavour that served it;
+- every response contains the correct average for the flavour that served it;
 - the flavour counts fit the engine's weights (chi-square goodness of fit);
 - the dirty slot gets less `high` than the clean one, in the engine's
   weights and in the observed traffic (two-proportion z-test).
@@ -217,7 +217,7 @@ def wait_for_intensity(stack: Stack, accept, *, timeout: float) -> dict:
 
 
 def measured_batch(stack: Stack, accept, *, seed: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Send one batch while the weights hold still; return (observed counts, engine weights)."""
+    """Send one batch while the weights stay unchanged, and return (observed counts, engine weights)."""
     rng = random.Random(seed)
     for _attempt in range(4):
         before = wait_for_intensity(stack, accept, timeout=40)
@@ -229,7 +229,7 @@ def measured_batch(stack: Stack, accept, *, seed: int) -> tuple[dict[str, int], 
         after = stack.decision()
         if after["flavourWeights"] == before["flavourWeights"] and accept(after["carbon"]["now"]):
             counts = {name: flavours.count(name) for name in before["flavourWeights"]}
-            assert sum(counts.values()) == BATCH, f"answers from unknown flavours: {set(flavours)}"
+            assert sum(counts.values()) == BATCH, f"responses from unknown flavours: {set(flavours)}"
             print(
                 f"decision: credits {before['credits']} carbon now {before['carbon']['now']} "
                 f"next {before['carbon'].get('next')} diagnostics {before.get('diagnostics')}"
@@ -318,9 +318,11 @@ def test_demo_reports_running_stack(stack, tmp_path):
         text=True,
         timeout=90,
     )
+
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo: using the running stack" in result.stdout
     assert " 0 failed" in result.stdout
+
     csv_files = list(tmp_path.glob("demo-*.csv"))
     png_files = list(tmp_path.glob("demo-*.png"))
     assert len(csv_files) == 1
