@@ -1,10 +1,10 @@
-"""How an HTTP request and its response travel as AMQP messages.
+"""The AMQP message format of a relayed HTTP request and its response.
 
 The message body is the raw HTTP body, so nothing is base64-encoded and large
 bodies cost no extra copy. Everything else travels in the AMQP header table
-under `cr-*` keys. They hold the method, path and query string, and the HTTP
+under `cr-*` keys. They contain the method, path and query string, and the HTTP
 headers as a JSON list of pairs, because a list keeps repeated headers and
-their order. They also hold the chosen flavour, whether the client forced it,
+their order. They also contain the chosen flavour, whether the client forced it,
 and the deadline in epoch milliseconds after which the router stops waiting.
 A reply carries the status, the response headers and the name of the flavour
 that served it.
@@ -45,7 +45,7 @@ HOP_BY_HOP = frozenset(
 
 
 class MessageError(ValueError):
-    """A message lacks a field or has a field of the wrong type; it cannot be processed."""
+    """A message that lacks a field or has a field of the wrong type, so it cannot be processed."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def request_headers_table(request: RelayedRequest) -> dict:
 
 
 def decode_request(properties: pika.BasicProperties, body: bytes) -> RelayedRequest:
-    """Rebuild a request from a delivered message, or raise MessageError saying what is wrong."""
+    """Rebuild a request from a delivered message, or raise MessageError naming the invalid field."""
     table = properties.headers or {}
     if table.get("cr-version") != FORMAT_VERSION:
         raise MessageError(f"cr-version is {table.get('cr-version')!r}, expected {FORMAT_VERSION}")
@@ -118,7 +118,7 @@ def decode_request(properties: pika.BasicProperties, body: bytes) -> RelayedRequ
         body=body or b"",
         flavour=_text(table, "cr-flavour"),
         forced=bool(table.get("cr-forced")),
-        deadline_ms=int(table.get("cr-deadline") or 0),
+        deadline_ms=_deadline_ms(table),
     )
 
 
@@ -133,7 +133,7 @@ def response_headers_table(response: RelayedResponse) -> dict:
 
 
 def decode_response(properties: pika.BasicProperties, body: bytes) -> RelayedResponse:
-    """Rebuild a response from a reply message, or raise MessageError saying what is wrong."""
+    """Rebuild a response from a reply message, or raise MessageError naming the invalid field."""
     table = properties.headers or {}
     status = table.get("cr-status")
     if not isinstance(status, int) or not 100 <= status <= 599:
@@ -153,6 +153,16 @@ def _text(table: dict, key: str, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not value and not allow_empty):
         raise MessageError(f"{key} is {value!r}, expected a non-empty string")
     return value
+
+
+def _deadline_ms(table: dict) -> int:
+    # A malformed deadline must raise MessageError, so the consumer dead-letters
+    # the message instead of failing in its delivery callback.
+    value = table.get("cr-deadline") or 0
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise MessageError(f"cr-deadline is {value!r}, expected epoch milliseconds as an integer") from None
 
 
 def _header_pairs(table: dict, key: str) -> tuple[tuple[str, str], ...]:
