@@ -7,9 +7,9 @@ every request to its fallback, the most precise flavour, and both paths reach
 the same flavour server. Clients send `POST /avg` with 100 numbers in closed
 loops (each client sends its next request when the previous one returns),
 each over one keep-alive connection. The default client is `http.client`,
-which costs about 0.15 ms of CPU per request; `--client requests` uses a
-`requests.Session`, about 0.8 ms, which on two cores makes the load generator
-the direct path's bottleneck:
+which costs about 0.15 ms of CPU per request. `--client requests` uses a
+`requests.Session` at about 0.8 ms, which on two cores makes the load
+generator the direct path's bottleneck. Each run has two phases:
 
 1. `--clients` concurrent clients (default 64, spread over several client
    processes so the load generator is not held back by one GIL), directly to
@@ -78,7 +78,7 @@ def wait_until_healthy(url: str, *, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit(
-        f"benchmark: {url} did not become healthy within {timeout:.0f} s; see the logs in out/bench/"
+        f"benchmark: {url} did not become healthy within {timeout:.0f} s. Check the logs in out/bench/"
     )
 
 

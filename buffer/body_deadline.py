@@ -8,8 +8,8 @@ socket timeout alone bounds each `recv()`, not the whole body.
 `BodyWatchdog.watch(sock, deadline)` registers the client socket for the
 duration of the read. One daemon thread per process shuts the socket's read
 side when the deadline passes. The blocked `recv()` then returns end-of-file
-at once, the read ends short, and `expired(token)` tells the router to answer
-408. The write side stays open, so the 408 still reaches the client.
+at once, the read ends short, and `expired(token)` returns True, so the router
+responds 408. The write side stays open, so the 408 still reaches the client.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class BodyWatchdog:
             self._thread.start()
 
     def _compact(self) -> None:
-        # Released reads leave their heap entries behind; rebuilding bounds the heap's size.
+        # Released reads leave their heap entries behind. Rebuilding bounds the heap's size.
         self._heap = [(deadline, token) for token, (deadline, _) in self._active.items()]
         heapq.heapify(self._heap)
 

@@ -74,10 +74,13 @@ class BufferConfig:
         unknown = sorted(set(self.flavour_urls) - set(names))
         if unknown:
             raise ConfigError(
-                f"FLAVOUR_URLS names unknown flavours {unknown}; known flavours are {names}"
+                f"FLAVOUR_URLS names unknown flavours {unknown}: use only the flavours in FLAVOURS {names}"
             )
         if self.request_timeout <= 0 or self.forward_timeout <= 0:
-            raise ConfigError("REQUEST_TIMEOUT and FORWARD_TIMEOUT must be positive seconds")
+            raise ConfigError(
+                f"REQUEST_TIMEOUT={self.request_timeout} and FORWARD_TIMEOUT={self.forward_timeout} "
+                "are invalid: both must be positive seconds"
+            )
         if self.forward_timeout >= self.request_timeout:
             raise ConfigError(
                 f"FORWARD_TIMEOUT={self.forward_timeout} must be shorter than REQUEST_TIMEOUT="

@@ -12,8 +12,8 @@ threads only put results on a queue and wake the connection thread with
 Each message is acknowledged only after its reply is published, so a consumer
 that dies mid-request leaves the message to be redelivered to another one.
 Replies are keyed by correlation id: a redelivered copy of a request this
-process is still forwarding or has replied to recently is acked without a second
-HTTP call, and the router drops any second reply from another process.
+process is still forwarding or has recently replied to is acked without a
+second HTTP call, and the router drops any second reply from another process.
 Messages that cannot be decoded are rejected without requeue and land in the
 dead-letter queue. Requests whose router deadline has passed are acked
 without forwarding, because nobody waits for their reply any more.

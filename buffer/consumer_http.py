@@ -3,7 +3,7 @@
 `serve_consumer_http(consumer, host=..., port=...)` starts a threaded WSGI
 server in a daemon thread. `GET /healthz` returns 200 while the consumer is
 connected to the broker and consuming, and 503 while it is connecting or
-reconnecting, so a readiness probe sees a consumer that cannot reach the
+reconnecting, so a readiness probe detects a consumer that cannot reach the
 broker. Every other path serves the Prometheus exposition.
 """
 

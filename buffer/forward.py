@@ -4,17 +4,18 @@ In a cluster every flavour sits behind one Service (`TARGET_URL`), and the
 mesh routes on the `x-carbonrouter: <precision>` header. Locally each flavour
 has its own base URL (`FLAVOUR_URLS`). The header is sent in both modes.
 
-Connection errors and 502/503/504 answers are retried with exponential
+Connection errors and 502/503/504 responses are retried with exponential
 backoff, at most `forward_attempts` times and never past the request's
 deadline, so a flavour restarting behind a Service does not fail the request.
 Each attempt's timeout is `forward_timeout`, shorter than the router's, so the
-consumer's own answer (a 502 or 504 when the flavour fails) still reaches the
+consumer's own response (a 502 or 504 when the flavour fails) still reaches the
 router before the router gives up. The HTTP client is urllib3 directly: one
 thread-safe connection pool per flavour base URL, built once, keeps
 connections alive. Calling the pool itself skips the URL parsing and pool
-lookup of urllib3's PoolManager on every request; with the pool, a call cost
-about 0.28 ms of CPU against 0.35 ms through the PoolManager (and more through
-requests), which matters because every buffered request pays for it.
+lookup of urllib3's PoolManager on every request. On one development machine
+a call through the pool cost about 0.28 ms of CPU against 0.35 ms through the
+PoolManager (and more through requests). This matters because every buffered
+request pays for it.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class Forwarder:
         if request.deadline_ms:
             timeout = max(0.1, min(timeout, request.deadline_ms / 1000 - time.time()))
         try:
-            answer = pool.urlopen(
+            response = pool.urlopen(
                 request.method,
                 target,
                 body=request.body or None,
@@ -131,9 +132,9 @@ class Forwarder:
         except HTTPError as error:
             return None, error
         relayed = RelayedResponse(
-            status=answer.status,
-            headers=end_to_end_headers(answer.headers.items()),
-            body=answer.data,
+            status=response.status,
+            headers=end_to_end_headers(response.headers.items()),
+            body=response.data,
         )
         return relayed, None
 

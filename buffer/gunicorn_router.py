@@ -2,7 +2,7 @@
 
 Threaded workers (`gthread`) fit the router, because each request spends its
 time waiting on the broker. Every thread opens its own RabbitMQ connection
-on first use, so a router process holds up to `ROUTER_THREADS` connections.
+on first use, so a router worker process keeps up to `ROUTER_THREADS` connections.
 The app is not preloaded, so each worker builds its own schedule refresher
 after the fork. On SIGTERM or SIGINT a worker gets `ROUTER_GRACEFUL_TIMEOUT`
 seconds (default `REQUEST_TIMEOUT + 2`, rounded up) to finish its requests.
@@ -42,7 +42,7 @@ def _seconds(name: str, default: float) -> float:
 
 
 request_timeout = _seconds("REQUEST_TIMEOUT", 30.0)
-# gunicorn kills a worker silent for this long; it must exceed the router's request timeout.
+# gunicorn kills a worker that is silent for this long, so it must exceed the request timeout.
 timeout = int(request_timeout + 30)
 # Every request ends by its deadline, so a worker that is stopped needs the
 # request timeout plus 2 s to finish. The process that stops the router must wait longer.

@@ -29,7 +29,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 ROUTER_INGRESS = Counter(
     "router_ingress_http_requests_total",
-    "HTTP requests received by the router, by method and status class of the answer.",
+    "HTTP requests received by the router, by method and status class of the response.",
     ["method", "status_class"],
 )
 ROUTER_REQUESTS = Counter(
@@ -39,7 +39,7 @@ ROUTER_REQUESTS = Counter(
 )
 ROUTER_LATENCY = Histogram(
     "router_request_duration_seconds",
-    "Time from receiving a request to answering it, by flavour.",
+    "Time from receiving a request to responding to it, by flavour.",
     ["flavour"],
     buckets=LATENCY_BUCKETS,
 )
@@ -50,7 +50,7 @@ ROUTER_FALLBACK = Gauge(
 )
 ROUTER_BROKER_ERRORS = Counter(
     "router_broker_errors_total",
-    "Requests answered 503 or 504 because of the broker, by reason "
+    "Requests that got 503 or 504 because of the broker, by reason "
     "(connect, connection_lost, unroutable, nacked, timeout).",
     ["reason"],
 )
@@ -66,7 +66,7 @@ CONSUMER_MESSAGES = Counter(
 )
 CONSUMER_FORWARD_LATENCY = Histogram(
     "consumer_forward_duration_seconds",
-    "Time the flavour took to answer a forwarded request, retries included.",
+    "Time the flavour took to respond to a forwarded request, retries included.",
     ["flavour"],
     buckets=LATENCY_BUCKETS,
 )

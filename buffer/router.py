@@ -11,8 +11,8 @@ Failures map to fixed statuses so clients can act on them. An unknown forced
 flavour is 400, a body that has not arrived by the deadline is 408 and a body
 over the limit is 413. A broker that cannot take the message is 503 with
 `Retry-After`, and no reply before the request timeout is 504. Every
-request is answered by its deadline: reading the body, connecting,
-publishing and waiting all draw on the same budget.
+request gets a response by its deadline, because reading the body,
+connecting, publishing and waiting all draw on the same budget.
 
 Serve it with gunicorn's threaded workers, for example
 `gunicorn -c buffer/gunicorn_router.py 'buffer.router:create_app()'`.
@@ -268,7 +268,7 @@ def _read_body(config: BufferConfig, *, deadline: float) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RouterError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    # gunicorn exposes the client socket; other servers (and the test client) read without a deadline.
+    # gunicorn exposes the client socket. Other servers and the test client read without a deadline.
     token = BODY_WATCHDOG.watch(request.environ.get("gunicorn.socket"), deadline)
     try:
         body = request.stream.read(limit + 1)
@@ -303,7 +303,7 @@ def _log_body_timeout(config: BufferConfig, *, declared: int | None) -> None:
 
 
 def _raw_path() -> str:
-    # The raw URI keeps percent-encoding exactly as the client sent it; the
+    # The raw URI keeps percent-encoding exactly as the client sent it. The
     # decoded `request.path` would turn %2F into a path separator.
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
     if raw:

@@ -18,8 +18,8 @@ queue at its length limit) into a prompt 503 instead of a 504.
 
 A reply with any other correlation id belongs to a call that already timed
 out, or is a second reply to a redelivered message. Such a reply is
-discarded, so each call receives at most one reply. Connection failures reset the client so the next
-call reconnects.
+discarded, so each call receives at most one reply. Connection failures reset
+the client so the next call reconnects.
 """
 
 from __future__ import annotations

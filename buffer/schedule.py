@@ -2,8 +2,10 @@
 
 `ScheduleCache` fetches `GET /schedule/<ns>/<name>` from the engine, keeps the
 decision until its `validUntil` (or at most `schedule_max_age` seconds, so a
-manual override shows up soon), and refreshes it on a daemon thread so no
-request ever waits for the engine. When the engine cannot be reached the last
+manual override shows up soon), and refreshes it on a daemon thread. Only the
+first requests of a process wait for the engine, for at most
+`FIRST_FETCH_WAIT` seconds, so that a reachable engine is queried before the
+fallback is used. When the engine cannot be reached the last
 decision stays in force. Before the first decision arrives, every request goes
 to the most precise configured flavour, because that choice can never hurt
 quality. The cache then logs a WARNING and reports the fallback through the
@@ -145,7 +147,7 @@ class ScheduleCache:
         self._ensure_refresher()
         if self._schedule.source == "fallback" and self._config.engine_url:
             # Only the first requests of a process wait, and only briefly, so a
-            # reachable engine is asked before the fallback is used.
+            # reachable engine is queried before the fallback is used.
             self._first_attempt.wait(timeout=FIRST_FETCH_WAIT)
         schedule = self._schedule
         if schedule.source == "fallback" and not self._fallback_logged:
@@ -183,6 +185,7 @@ class ScheduleCache:
             changed = (
                 schedule.weights != self._schedule.weights
                 or schedule.throttle != self._schedule.throttle
+                or schedule.evaluator != self._schedule.evaluator
             )
             self._schedule = schedule
         if changed:

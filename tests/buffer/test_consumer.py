@@ -76,7 +76,7 @@ def test_undecodable_message_goes_to_dead_letter_queue(make_stack, engine):
         connection.close()
 
 
-def test_redelivered_copy_is_answered_once(make_stack, engine, flavour_loads):
+def test_redelivered_copy_forwarded_once(make_stack, engine, flavour_loads):
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     stack = make_stack()
     config = stack.config
