@@ -2,9 +2,11 @@
 
 A session evaluates its policy lazily: `decision(now)` returns the cached
 decision until its `validUntil`, then evaluates again. A decision is valid for
-`validFor` at most and never past the end of the current carbon slot, so a
-new slot always brings a fresh decision. The slot end is mapped to wall-clock
-time, which matters when a trace is replayed faster than real time.
+`validFor` at most and, when carbon data is available, not past the end of the
+current carbon slot, so a new slot brings a fresh decision. Two exceptions:
+a stale snapshot whose first slot already ended leaves only `validFor`, and
+every decision is valid for at least one second. The slot end is mapped to
+wall-clock time, which matters when a trace is replayed faster than real time.
 
 Safe decision without carbon data: when the carbon source has no usable data
 (or its last good data is older than the source's staleness limit), the

@@ -6,9 +6,9 @@ into plain JSON Schema:
 - an object node that declares `properties` gets `additionalProperties:
   false`, because the API server silently prunes undeclared fields and a
   typo should be reported, not lost;
-- `x-kubernetes-*` keywords are left in place (JSON Schema ignores them);
 - OpenAPI 3.0's `exclusiveMinimum: true` or `exclusiveMaximum: true` next to
   its bound becomes the JSON Schema form, such as `exclusiveMaximum: 1`.
+`x-kubernetes-*` keywords are left in place because JSON Schema ignores them.
 
 After the schema passes, `normalise_spec` turns number-or-string fields into
 numbers (`hooks.spec_numbers`), fills documented defaults and checks what a
