@@ -14,6 +14,8 @@ Carbon-aware policies scale it up in dirty slots and down in clean ones.
 
 from __future__ import annotations
 
+import math
+
 from engine.model import Flavour, LedgerView, PolicyContext
 from engine.policies.base import PolicyOption
 
@@ -39,6 +41,11 @@ def downgrade_split(enabled: list[Flavour]) -> dict[str, float]:
         energy_saved = top.energy - flavour.energy
         if error_added > 0 and energy_saved > 0:
             scores[flavour.name] = energy_saved / error_added
+    # A tiny error_added (such as a subnormal precision gap) overflows a score to inf,
+    # and inf / inf would be NaN. Infinite scores dominate, so they share the split alone.
+    infinite = [name for name, score in scores.items() if math.isinf(score)]
+    if infinite:
+        return {name: 1.0 / len(infinite) for name in infinite}
     total = sum(scores.values())
     return {name: score / total for name, score in scores.items()} if total > 0 else {}
 
