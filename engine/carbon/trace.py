@@ -10,12 +10,12 @@ Wall-clock time maps onto the trace as
 `source_now = trace_start + (wall_now - replay_started_at) * speedup`,
 wrapping around to the first slot when it passes the end of the trace.
 
-A snapshot never looks at future actuals. The current slot's intensity is its
-actual; later slots come from the latest forecast snapshot issued at or before
-source-now. Slots that snapshot does not cover are extended by the statsmodels
-forecaster fitted on actuals up to the current slot. The fit runs on a
-background thread; until it finishes, the extension is seasonal naive and the
-snapshot message states it.
+A snapshot never reads the actuals of slots after the current one. The current
+slot's intensity is its actual. Later slots come from the latest forecast
+snapshot issued at or before source-now. Slots that snapshot does not cover
+are extended by the statsmodels forecaster fitted on actuals up to the
+current slot. The fit runs on a background thread. Until it finishes, the
+extension is seasonal naive and the snapshot message states it.
 """
 
 from __future__ import annotations
