@@ -196,6 +196,21 @@ def test_response_message_round_trip():
             },
             "string pairs",
         ),
+        *[
+            (
+                {
+                    "cr-version": 1,
+                    "cr-method": "GET",
+                    "cr-path": "/",
+                    "cr-query": "",
+                    "cr-headers": "[]",
+                    "cr-flavour": "high",
+                    "cr-deadline": deadline,
+                },
+                "cr-deadline",
+            )
+            for deadline in ("abc", [1], float("nan"), float("inf"))
+        ],
     ],
 )
 def test_decode_request_names_the_bad_field(headers, fragment):
