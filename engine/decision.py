@@ -104,7 +104,7 @@ def render_carbon(carbon: CarbonSnapshot) -> dict:
 def json_safe(value, *, depth: int = 0):
     """Return `value` as plain JSON data: non-finite floats become None, unknown types become strings.
 
-    Policy diagnostics may hold numpy scalars or NaN, which would make the
+    Policy diagnostics may contain numpy scalars or NaN, which would make the
     response fail or produce JSON that strict parsers reject.
     """
     if isinstance(value, bool) or value is None or isinstance(value, str):
