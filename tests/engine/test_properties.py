@@ -1,13 +1,15 @@
 """Property tests: every policy keeps its guarantees on arbitrary flavours, ledgers and grids."""
 
+import math
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.model import Flavour, LedgerView, PolicyContext
 from engine.policies import POLICIES, integer_weights
-from engine.policies.allocation import ordered_enabled
+from engine.policies.allocation import downgrade_split, ordered_enabled
 from engine.policies.random import RandomPolicy
 from engine.throttle import compute_throttle, replica_ceilings
 from engine.validation import ComponentBounds
@@ -83,3 +85,12 @@ def test_throttle_and_ceilings_stay_in_bounds(balance, now, following, throttle_
     ceilings = replica_ceilings(bounds, throttle=result.throttle)
     assert ceilings["router"] == low + extra
     assert low <= ceilings["target"] <= low + extra
+
+
+def test_downgrade_split_subnormal_gap_finite():
+    # A precision gap of 5e-324 overflows energy_saved / error_added to inf.
+    enabled = [Flavour("high", 5e-324, 1.0), Flavour("low", 0.0, 0.5), Flavour("mid", 0.0, 0.8)]
+    split = downgrade_split(enabled)
+
+    assert all(math.isfinite(fraction) for fraction in split.values())
+    assert sum(split.values()) == pytest.approx(1.0)
