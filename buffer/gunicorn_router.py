@@ -1,11 +1,16 @@
 """gunicorn settings for the router: `gunicorn -c buffer/gunicorn_router.py 'buffer.router:create_app()'`.
 
-Threaded workers (`gthread`) fit the router, because each request spends its
-time waiting on the broker. Every thread opens its own RabbitMQ connection
-on first use, so a router worker process keeps up to `ROUTER_THREADS` connections.
-The app is not preloaded, so each worker builds its own schedule refresher
-after the fork. On SIGTERM or SIGINT a worker gets `ROUTER_GRACEFUL_TIMEOUT`
-seconds (default `REQUEST_TIMEOUT + 2`, rounded up) to finish its requests.
+Each request spends its time waiting on the broker, so a worker serves many
+at once. `ROUTER_WORKER_CLASS` picks how: `gevent_pywsgi` (the default) and
+`gevent` run up to `ROUTER_WORKER_CONNECTIONS` requests as greenlets in one
+thread, `gthread` runs them on `ROUTER_THREADS` threads. The gevent classes
+cost less CPU per request, because no thread switches and no GIL hand-offs
+happen between a request and its reply (docs/benchmarks.md has the figures).
+Every worker process keeps one RabbitMQ connection, whatever the class.
+The app is not preloaded, so each worker builds its own schedule refresher and
+connection after the fork (and after gevent has patched the standard library).
+On SIGTERM or SIGINT a worker gets `ROUTER_GRACEFUL_TIMEOUT` seconds
+(default `REQUEST_TIMEOUT + 2`, rounded up) to finish its requests.
 With `PROMETHEUS_MULTIPROC_DIR` set, `child_exit` drops a dead worker's live
 gauges from the merged metrics.
 """
@@ -22,10 +27,28 @@ logging.basicConfig(
 )
 logging.getLogger("pika").setLevel(os.environ.get("PIKA_LOG_LEVEL", "CRITICAL").upper())
 
+WORKER_CLASSES = ("gevent_pywsgi", "gevent", "gthread")
+
+
+def _count(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip() or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name}={raw!r} is invalid: set it to a whole number, 1 or more, or unset it")
+    return int(raw)
+
+
+def _worker_class() -> str:
+    raw = os.environ.get("ROUTER_WORKER_CLASS", "").strip() or WORKER_CLASSES[0]
+    if raw not in WORKER_CLASSES:
+        raise ValueError(f"ROUTER_WORKER_CLASS={raw!r} is invalid: use one of {', '.join(WORKER_CLASSES)}")
+    return raw
+
+
 bind = os.environ.get("ROUTER_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("ROUTER_WORKERS", "2"))
-threads = int(os.environ.get("ROUTER_THREADS", "16"))
-worker_class = "gthread"
+workers = _count("ROUTER_WORKERS", 2)
+worker_class = _worker_class()
+threads = _count("ROUTER_THREADS", 16)  # gthread only
+worker_connections = _count("ROUTER_WORKER_CONNECTIONS", 1000)  # gevent classes only
 
 
 def _seconds(name: str, default: float) -> float:

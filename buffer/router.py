@@ -27,10 +27,10 @@ import time
 from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.exceptions import HTTPException
 
 from buffer import metrics
-from buffer.body_deadline import BODY_WATCHDOG
+from buffer.body_deadline import read_within
 from buffer.config import BufferConfig, FlavourSpec
 from buffer.messages import RelayedRequest, end_to_end_headers
 from buffer.rpc import BrokerUnavailable, ReplyTimeout, RpcClient
@@ -83,7 +83,7 @@ class Router:
         self.config = config
         self.schedule = schedule or ScheduleCache(config, on_fallback=metrics.ROUTER_FALLBACK.set)
         self._rng = random.Random(config.seed)
-        self._local = threading.local()
+        self.rpc = RpcClient(config)
         self._log_limiter = LogLimiter(interval=1.0)
 
     def choose_flavour(self, forced: str | None) -> tuple[FlavourSpec, bool]:
@@ -96,11 +96,8 @@ class Router:
 
     def relay(self, relayed: RelayedRequest, flavour: FlavourSpec, *, deadline: float):
         """Send a request through the broker and return the flavour's response."""
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = RpcClient(self.config)
         try:
-            return client.call(relayed, routing_key=routing_key(self.config, flavour), deadline=deadline)
+            return self.rpc.call(relayed, routing_key=routing_key(self.config, flavour), deadline=deadline)
         except BrokerUnavailable as error:
             metrics.ROUTER_BROKER_ERRORS.labels(reason=error.reason).inc()
             suppressed = self._log_limiter.admit(f"broker_unavailable/{error.reason}")
@@ -132,6 +129,11 @@ class Router:
             raise RouterError(
                 504, f"no reply from flavour {flavour.name} within {self.config.request_timeout:g} s"
             ) from None
+
+    def close(self) -> None:
+        """Stop the schedule refresher and close the broker connection."""
+        self.schedule.stop()
+        self.rpc.close()
 
     def _forced_flavour(self, value: str) -> FlavourSpec:
         flavour = self.config.flavour_named(value)
@@ -223,9 +225,7 @@ def _handle(router: Router) -> Response:
         flavour_label = flavour.name
         relayed = _relayed_request(router.config, flavour=flavour, forced=forced, started=started)
         reply = router.relay(relayed, flavour, deadline=started + router.config.request_timeout)
-        response = Response(
-            reply.body, status=reply.status, headers=list(end_to_end_headers(reply.headers))
-        )
+        response = Response(reply.body, status=reply.status, headers=list(end_to_end_headers(reply.headers)))
     except RouterError as error:
         response = jsonify(error=str(error))
         response.status_code = error.status
@@ -234,9 +234,7 @@ def _handle(router: Router) -> Response:
     status_class = metrics.status_class(response.status_code)
     metrics.ROUTER_INGRESS.labels(method=method, status_class=status_class).inc()
     if flavour_label != "none":
-        metrics.ROUTER_REQUESTS.labels(
-            flavour=flavour_label, method=method, status_class=status_class
-        ).inc()
+        metrics.ROUTER_REQUESTS.labels(flavour=flavour_label, method=method, status_class=status_class).inc()
         metrics.ROUTER_LATENCY.labels(flavour=flavour_label).observe(time.monotonic() - started)
     return response
 
@@ -268,16 +266,14 @@ def _read_body(config: BufferConfig, *, deadline: float) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise RouterError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    # gunicorn exposes the client socket. Other servers and the test client read without a deadline.
-    token = BODY_WATCHDOG.watch(request.environ.get("gunicorn.socket"), deadline)
-    try:
-        body = request.stream.read(limit + 1)
-    except (ClientDisconnected, OSError):
-        if not BODY_WATCHDOG.expired(token):
-            raise
-        body = b""
-    finally:
-        expired = BODY_WATCHDOG.release(token)
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if declared == 0 or (declared is None and not chunked):
+        return b""  # HTTP/1.1 gives such a request no body, so there is nothing to wait for
+    # gunicorn exposes the client socket: `gunicorn.socket` in its own workers,
+    # `gunicorn.sock` in gevent_pywsgi. Other servers and the test client read without a deadline.
+    environ = request.environ
+    sock = environ.get("gunicorn.socket") or environ.get("gunicorn.sock")
+    body, expired = read_within(request.stream, limit + 1, sock=sock, deadline=deadline)
     if expired:
         _log_body_timeout(config, declared=declared)
         raise RouterError(

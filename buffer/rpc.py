@@ -1,32 +1,43 @@
-"""Request-reply over RabbitMQ for one router thread.
+"""Request-reply over RabbitMQ, shared by every request thread of a router process.
 
-pika's BlockingConnection is not thread-safe, so every router thread owns one
-`RpcClient`: one connection, one channel with publisher confirms, and one
-consumer on the direct reply-to pseudo-queue `amq.rabbitmq.reply-to`. The
-consumer is registered on the channel before the first publish, because the
-broker rejects a reply_to of that pseudo-queue without it (406
-PRECONDITION_FAILED).
+pika connections are not thread-safe, so one I/O thread per process owns the
+only connection: a pika `SelectConnection` with one channel in confirm mode
+and one consumer on the direct reply-to pseudo-queue `amq.rabbitmq.reply-to`.
+Request threads never touch pika. `RpcClient.call()` puts the request on an
+outbox, wakes the I/O thread with `add_callback_threadsafe` (the one
+thread-safe call pika offers) and waits on a lock of its own until the reply,
+a refusal or the deadline. Under gunicorn's gevent worker the same code runs
+with greenlets in place of threads.
 
-A call publishes a persistent, mandatory message on a channel in confirm
-mode, then pumps the connection until the reply with the call's correlation
-id arrives, the broker returns or nacks the message, or the deadline passes.
-The call does not wait for the broker's ack. The broker acks a persistent
-message only once it is on disk or consumed and acked, which took 1.5-4 ms
-on a busy development machine. The reply proves that the message was routed
-and consumed, and it arrived in under 1 ms there. Confirms still turn a nack (for example a
-queue at its length limit) into a prompt 503 instead of a 504.
+One connection per process, not one per thread, is what makes the router
+cheap under load: the I/O thread publishes every queued request in one pass
+and pika writes them in one socket write, the broker handles one connection's
+frames instead of one per thread, and heartbeats flow even while the router
+is idle, so an idle connection never goes stale.
 
-A reply with any other correlation id belongs to a call that already timed
-out, or is a second reply to a redelivered message. Such a reply is
-discarded, so each call receives at most one reply. Connection failures reset
-the client so the next call reconnects.
+Each message is persistent and mandatory. Confirms turn a nack (for example a
+queue at its length limit) and a return (no queue bound for the routing key)
+into a prompt 503 instead of a 504. A call does not wait for the broker's
+ack: the broker acks a persistent message only once it is on disk or
+consumed, which took 1.5-4 ms on a busy development machine, while the reply
+proves that the message was routed and consumed.
+
+A reply whose correlation id no call is waiting for belongs to a call that
+already timed out, or is a second reply to a redelivered message. Such a
+reply is discarded and counted, so each call receives at most one reply.
+When the connection is lost, every call still waiting fails with 503, because
+replies to the direct reply-to pseudo-queue of a closed channel never arrive.
+While the broker cannot be reached, calls fail at once. While a connection
+attempt is in progress, they wait for it up to their deadline.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
+import threading
 import time
 
 import pika
@@ -42,12 +53,19 @@ from buffer.messages import (
     decode_response,
     request_headers_table,
 )
-from buffer.topology import BROKER_ERRORS, close_quietly, declare_topology
+from buffer.topology import declarations
 
 log = logging.getLogger(__name__)
 
 REPLY_TO = "amq.rabbitmq.reply-to"
-IDLE_CHECK_AFTER = 1.0  # seconds idle after which a connection is checked before publishing
+RECONNECT_DELAY_MIN = 0.25  # seconds before the first reconnect attempt, doubled after each failure
+RECONNECT_DELAY_MAX = 2.0
+
+# States of the shared connection.
+CONNECTING = "connecting"  # an attempt is in progress: calls wait for it
+READY = "ready"  # the channel is open, confirms are on and the reply consumer is registered
+DOWN = "down"  # the last attempt failed; the next one starts after a delay: calls fail at once
+CLOSED = "closed"  # close() was called
 
 
 class BrokerUnavailable(Exception):
@@ -62,99 +80,294 @@ class ReplyTimeout(Exception):
     """The request was published but no reply arrived before the deadline."""
 
 
+class _Call:
+    """One request waiting for its reply. `done` is held until the I/O thread settles the call."""
+
+    __slots__ = ("correlation_id", "request", "routing_key", "done", "reply", "refusal")
+
+    def __init__(self, correlation_id: str, request: RelayedRequest, routing_key: str) -> None:
+        self.correlation_id = correlation_id
+        self.request = request
+        self.routing_key = routing_key
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.reply: RelayedResponse | None = None
+        self.refusal: tuple[str, str] | None = None  # (metric reason, detail)
+
+
 class RpcClient:
-    """One thread's connection, channel and reply consumer."""
+    """The connection, channel and reply consumer of one router process."""
 
     def __init__(self, config: BufferConfig) -> None:
         self._config = config
-        self._connection: pika.BlockingConnection | None = None
+        self._lock = threading.Lock()
+        self._state_changed = threading.Condition(self._lock)
+        self._state = CONNECTING
+        self._last_error = "not connected yet"
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._calls: dict[str, _Call] = {}  # correlation id -> call that has not been settled
+        self._outbox: collections.deque[_Call] = collections.deque()
+        self._wake_pending = False
+        self._stop = threading.Event()
+        # Owned by the I/O thread:
+        self._connection: pika.SelectConnection | None = None
         self._channel = None
-        self._awaited: str | None = None
-        self._reply: RelayedResponse | None = None
-        # Correlation ids are a random per-client prefix plus a counter: unique
+        self._unconfirmed: dict[int, str] = {}  # delivery tag -> correlation id
+        self._published = 0  # delivery tag of the last publish on the current channel
+        self._ready_once = False  # whether the current connection became ready
+        # Correlation ids are a random per-process prefix plus a counter: unique
         # across routers (consumers remember them to spot redeliveries) and
         # cheaper than a uuid4 per request, which reads the OS random source.
         self._id_prefix = os.urandom(8).hex()
         self._id_counter = itertools.count(1)
-        self._awaited_tag = 0
-        self._published = 0  # delivery tag of the last publish on this channel
-        self._refusal: str | None = None  # why the broker returned or nacked the awaited message
-        self._last_used = 0.0
+
+    # Request threads
 
     def call(self, request: RelayedRequest, *, routing_key: str, deadline: float) -> RelayedResponse:
         """Publish `request` and return its reply; raise BrokerUnavailable or ReplyTimeout."""
-        correlation_id = f"{self._id_prefix}-{next(self._id_counter)}"
-        self._publish(request, routing_key=routing_key, correlation_id=correlation_id, deadline=deadline)
-        return self._wait_for_reply(correlation_id, deadline=deadline)
+        self._start()
+        call = _Call(f"{self._id_prefix}-{next(self._id_counter)}", request, routing_key)
+        with self._lock:
+            if self._state != READY:
+                self._wait_until_settled(deadline)
+            self._calls[call.correlation_id] = call
+            self._outbox.append(call)
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            self._wake_io_thread()
+
+        settled = call.done.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if not settled:
+            with self._lock:
+                self._calls.pop(call.correlation_id, None)
+            # The I/O thread may have settled the call between the timeout and the pop.
+            settled = call.reply is not None or call.refusal is not None
+        if call.reply is not None:
+            return call.reply
+        if call.refusal is not None:
+            reason, detail = call.refusal
+            raise BrokerUnavailable(reason, detail)
+        raise ReplyTimeout(f"no reply for correlation id {call.correlation_id}")
 
     def close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        close_quietly(connection)
+        """Close the connection and stop the I/O thread; calls still waiting fail with 503."""
+        with self._lock:
+            self._set_state(CLOSED, "the router is shutting down")
+            thread = self._thread
+        self._stop.set()
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.ioloop.add_callback_threadsafe(self._close_connection)
+            except (AttributeError, RuntimeError, OSError, pika.exceptions.AMQPError):
+                pass  # the I/O loop is already gone
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
 
-    def _publish(
-        self, request: RelayedRequest, *, routing_key: str, correlation_id: str, deadline: float
-    ) -> None:
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def _start(self) -> None:
+        # Started on first use, in the process that serves requests: a thread started
+        # before gunicorn forks its workers would not exist in them.
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._stop.clear()
+            self._calls.clear()
+            self._outbox.clear()
+            self._wake_pending = False
+            self._set_state(CONNECTING, "not connected yet")
+            self._thread = threading.Thread(target=self._run, name="broker-io", daemon=True)
+            self._thread.start()
+
+    def _wait_until_settled(self, deadline: float) -> None:
+        # Called with the lock held. Waits out a connection attempt in progress.
+        while self._state == CONNECTING:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerUnavailable("connect", f"no connection to the broker yet: {self._last_error}")
+            self._state_changed.wait(remaining)
+        if self._state != READY:
+            raise BrokerUnavailable("connect", self._last_error)
+
+    def _wake_io_thread(self) -> None:
+        connection = self._connection
+        try:
+            connection.ioloop.add_callback_threadsafe(self._flush_outbox)
+        except (AttributeError, RuntimeError, OSError, pika.exceptions.AMQPError):
+            # Between connections: the I/O thread fails the outbox when it finds it.
+            pass
+
+    def _set_state(self, state: str, error: str = "") -> None:
+        # Called with the lock held.
+        if self._state == CLOSED:
+            return
+        self._state = state
+        if error:
+            self._last_error = error
+        self._state_changed.notify_all()
+
+    # I/O thread
+
+    def _run(self) -> None:
+        delay = RECONNECT_DELAY_MIN
+        while not self._stop.is_set():
+            was_ready = self._serve_one_connection()
+            self._fail_unsettled("connection_lost")
+            if self._stop.is_set():
+                break
+            delay = RECONNECT_DELAY_MIN if was_ready else min(delay * 2, RECONNECT_DELAY_MAX)
+            self._stop.wait(delay)
+            with self._lock:
+                self._set_state(CONNECTING)
+        self._fail_unsettled("connection_lost")
+
+    def _serve_one_connection(self) -> bool:
+        """Open a connection and run its I/O loop until it closes; return whether it became ready."""
+        self._ready_once = False
+        parameters = pika.URLParameters(self._config.rabbitmq_url)
+        parameters.heartbeat = self._config.heartbeat
+        parameters.connection_attempts = 1
+        parameters.socket_timeout = 5.0
+        parameters.stack_timeout = 10.0
+        parameters.blocked_connection_timeout = max(1.0, self._config.request_timeout)
+        try:
+            self._connection = pika.SelectConnection(
+                parameters,
+                on_open_callback=self._on_connection_open,
+                on_open_error_callback=self._on_connection_open_error,
+                on_close_callback=self._on_connection_closed,
+            )
+            self._connection.ioloop.start()
+        except Exception as error:  # noqa: BLE001 - the thread must survive to reconnect
+            log.exception("event=broker_io_error schedule=%s error=%r", self._config.schedule_key, error)
+            with self._lock:
+                self._set_state(DOWN, repr(error))
+        finally:
+            connection, self._connection, self._channel = self._connection, None, None
+            if connection is not None:
+                try:
+                    connection.ioloop.close()
+                except Exception:  # noqa: BLE001 - closing a broken loop must not end the thread
+                    pass
+        return self._ready_once
+
+    def _on_connection_open(self, connection) -> None:
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_connection_open_error(self, connection, error) -> None:
+        with self._lock:
+            self._set_state(DOWN, repr(error))
+        log.warning("event=broker_connect_failed schedule=%s error=%r", self._config.schedule_key, error)
+        connection.ioloop.stop()
+
+    def _on_connection_closed(self, connection, reason) -> None:
+        with self._lock:
+            self._set_state(DOWN, repr(reason))
+        if not self._stop.is_set():
+            log.warning(
+                "event=broker_connection_lost schedule=%s error=%r", self._config.schedule_key, reason
+            )
+        connection.ioloop.stop()
+
+    def _on_channel_open(self, channel) -> None:
+        self._channel = channel
+        self._unconfirmed.clear()
+        self._published = 0
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        # pika sends the declarations one after another and calls the last callback
+        # when all are done. The reply consumer must exist before the first publish,
+        # because the broker rejects a reply_to of the pseudo-queue without it
+        # (406 PRECONDITION_FAILED).
+        for method, arguments in declarations(self._config):
+            getattr(channel, method)(**arguments)
+        channel.confirm_delivery(ack_nack_callback=self._on_confirm)
+        channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True, callback=self._on_ready)
+
+    def _on_ready(self, frame) -> None:
+        self._ready_once = True
+        with self._lock:
+            self._set_state(READY)
+        log.info("event=broker_connected schedule=%s", self._config.schedule_key)
+        self._flush_outbox()
+
+    def _on_channel_closed(self, channel, reason) -> None:
+        # A declaration the broker rejects (PRECONDITION_FAILED) closes the channel.
+        # The connection goes with it, and the next attempt starts after a delay.
+        if not self._stop.is_set():
+            log.error("event=broker_channel_closed schedule=%s error=%r", self._config.schedule_key, reason)
+        with self._lock:
+            self._set_state(DOWN, repr(reason))
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            connection.close()
+
+    def _close_connection(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        if connection.is_open:
+            connection.close()
+        elif not connection.is_closing:
+            connection.ioloop.stop()
+
+    def _flush_outbox(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+            ready = self._state == READY
+            calls = list(self._outbox)
+            self._outbox.clear()
+        if not calls:
+            return
+        if not ready or self._channel is None or not self._channel.is_open:
+            self._settle_all(calls, ("connection_lost", "the broker connection closed before the publish"))
+            return
+        for call in calls:
+            self._publish(call)
+
+    def _publish(self, call: _Call) -> None:
+        if call.correlation_id not in self._calls:
+            return  # the call timed out while it was queued
+        request = call.request
         properties = pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent,
             reply_to=REPLY_TO,
-            correlation_id=correlation_id,
+            correlation_id=call.correlation_id,
             headers=request_headers_table(request),
         )
-        # A connection idle longer than the heartbeat window may have been closed
-        # by the broker without this thread noticing. One retry on a fresh
-        # connection separates a stale connection from a broker that is really gone.
-        for attempt in (1, 2):
-            reused = self._connection is not None
-            try:
-                self._ensure_connection(deadline)
-                self._awaited, self._reply, self._refusal = correlation_id, None, None
-                # Set before publishing, because a late nack of an earlier message can
-                # be processed while basic_publish flushes and must not match this one.
-                self._awaited_tag = self._published + 1
-                self._channel.basic_publish(
-                    self._config.exchange, routing_key, request.body, properties, mandatory=True
-                )
-                self._published += 1
-                self._last_used = time.monotonic()
-                return
-            except pika.exceptions.AMQPError as error:
-                self.close()
-                if attempt == 2 or not reused:
-                    raise BrokerUnavailable("connection_lost", repr(error)) from None
-                log.info("event=broker_reconnect reason=stale_connection error=%r", error)
-
-    def _wait_for_reply(self, correlation_id: str, *, deadline: float) -> RelayedResponse:
-        try:
-            while self._reply is None:
-                if self._refusal is not None:
-                    reason, self._refusal = self._refusal, None
-                    raise BrokerUnavailable(reason, f"the broker did not accept {correlation_id}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ReplyTimeout(f"no reply for correlation id {correlation_id}")
-                self._connection.process_data_events(time_limit=remaining)
-        except pika.exceptions.AMQPError as error:
-            self.close()
-            raise BrokerUnavailable("connection_lost", repr(error)) from None
-        finally:
-            self._awaited = None
-        return self._reply
+        self._channel.basic_publish(
+            self._config.exchange, call.routing_key, request.body, properties, mandatory=True
+        )
+        self._published += 1
+        self._unconfirmed[self._published] = call.correlation_id
 
     def _on_confirm(self, frame) -> None:
-        # Runs inside pika's I/O loop. Acks need no action, because the reply
-        # is what the call waits for. A nack of the awaited message fails the call.
+        # Acks need no action, because the reply is what the call waits for.
+        # A nack fails the calls it covers at once.
         method = frame.method
-        covers_awaited = method.delivery_tag == self._awaited_tag or (
-            method.multiple and method.delivery_tag >= self._awaited_tag
-        )
-        if isinstance(method, pika.spec.Basic.Nack) and covers_awaited and self._awaited:
-            self._refusal = "nacked"
-            # A zero-delay timer makes process_data_events return, so the wait loop checks the nack.
-            self._connection.call_later(0, lambda: None)
+        if method.multiple:
+            tags = [tag for tag in self._unconfirmed if tag <= method.delivery_tag]
+        else:
+            tags = [method.delivery_tag]
+        nacked = isinstance(method, pika.spec.Basic.Nack)
+        for tag in tags:
+            correlation_id = self._unconfirmed.pop(tag, None)
+            if nacked and correlation_id is not None:
+                self._refuse(correlation_id, ("nacked", f"the broker did not accept {correlation_id}"))
 
     def _on_return(self, channel, method, properties, body) -> None:
-        if properties.correlation_id == self._awaited:
-            self._refusal = "unroutable"
+        self._refuse(
+            properties.correlation_id,
+            ("unroutable", f"no queue took {properties.correlation_id}: {method.reply_text}"),
+        )
         log.warning(
             "event=message_returned schedule=%s routing_key=%s reply=%s",
             self._config.schedule_key,
@@ -163,68 +376,42 @@ class RpcClient:
         )
 
     def _on_reply(self, channel, method, properties, body) -> None:
-        # A second reply for the awaited id (two consumers replied to a redelivered
-        # copy) can arrive in the same batch as the first. The first one wins.
-        if (
-            properties.correlation_id != self._awaited
-            or self._awaited is None
-            or self._reply is not None
-        ):
+        # The first reply for a correlation id settles the call. A second one (two
+        # consumers replied to a redelivered copy) finds no call and is discarded.
+        with self._lock:
+            call = self._calls.pop(properties.correlation_id, None)
+        if call is None:
             metrics.ROUTER_STALE_REPLIES.inc()
             log.debug("event=stale_reply correlation_id=%s", properties.correlation_id)
             return
         try:
-            self._reply = decode_response(properties, body)
+            call.reply = decode_response(properties, body)
         except MessageError as error:
             log.error("event=invalid_reply correlation_id=%s error=%s", properties.correlation_id, error)
-            self._reply = RelayedResponse(status=502, headers=(), body=b"invalid reply from consumer")
+            call.reply = RelayedResponse(status=502, headers=(), body=b"invalid reply from consumer")
+        call.done.release()
 
-    def _ensure_connection(self, deadline: float) -> None:
-        if self._connection is not None and self._connection.is_open:
-            if time.monotonic() - self._last_used > IDLE_CHECK_AFTER:
-                # Reads any close or EOF the broker sent while this thread was
-                # idle, so a dead connection fails here, before the publish.
-                self._connection.process_data_events(time_limit=0)
-            return
-        self.close()
-        budget = max(0.5, deadline - time.monotonic())
-        parameters = pika.URLParameters(self._config.rabbitmq_url)
-        parameters.heartbeat = self._config.heartbeat
-        parameters.connection_attempts = 1
-        parameters.socket_timeout = min(budget, 5.0)
-        parameters.stack_timeout = min(budget, 10.0)
-        parameters.blocked_connection_timeout = max(1.0, self._config.request_timeout)
-        try:
-            self._connection = pika.BlockingConnection(parameters)
-            channel = self._connection.channel()
-            declare_topology(channel, self._config)
-            channel.basic_consume(REPLY_TO, self._on_reply, auto_ack=True)
-            channel.add_on_return_callback(self._on_return)
-            self._enable_confirms(channel, deadline)
-        except BROKER_ERRORS as error:
-            self.close()
-            raise BrokerUnavailable("connect", repr(error)) from None
-        self._channel = channel
-        self._published = 0
-        self._last_used = time.monotonic()
-        log.info("event=broker_connected schedule=%s", self._config.schedule_key)
+    def _refuse(self, correlation_id: str | None, refusal: tuple[str, str]) -> None:
+        with self._lock:
+            call = self._calls.pop(correlation_id, None) if correlation_id else None
+        if call is not None:
+            call.refusal = refusal
+            call.done.release()
 
-    def _enable_confirms(self, channel, deadline: float) -> None:
-        # NOTE: pika 1.4.4's BlockingChannel only offers confirms that block each
-        # publish until the broker's ack, so confirm mode is switched on through
-        # the underlying asynchronous channel, which reports acks and nacks to
-        # `_on_confirm` without blocking.
-        selected = []
+    def _fail_unsettled(self, reason: str) -> None:
+        with self._lock:
+            calls = list(self._calls.values())
+            self._calls.clear()
+            self._outbox.clear()
+            self._wake_pending = False
+            detail = self._last_error
+        self._settle_all(calls, (reason, detail), popped=True)
 
-        def on_select_ok(frame) -> None:
-            selected.append(frame)
-            self._connection.call_later(0, lambda: None)  # ends the wait below at once
-
-        channel._impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=on_select_ok)
-        while not selected:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise pika.exceptions.AMQPConnectionError(
-                    "confirm mode was not enabled before the deadline"
-                )
-            self._connection.process_data_events(time_limit=remaining)
+    def _settle_all(self, calls: list[_Call], refusal: tuple[str, str], *, popped: bool = False) -> None:
+        for call in calls:
+            if not popped:
+                with self._lock:
+                    if self._calls.pop(call.correlation_id, None) is None:
+                        continue
+            call.refusal = refusal
+            call.done.release()

@@ -40,19 +40,42 @@ def close_quietly(connection: pika.BlockingConnection | None) -> None:
         pass
 
 
-def declare_topology(channel: BlockingChannel, config: BufferConfig) -> None:
-    """Declare the exchange, the flavour queues and the dead-letter path."""
-    channel.exchange_declare(config.exchange, exchange_type="direct", durable=True)
+def declarations(config: BufferConfig) -> list[tuple[str, dict]]:
+    """Return the channel calls that declare the topology, in order, as (method name, keyword arguments).
+
+    Blocking and asynchronous pika channels take the same calls, so both sides
+    declare from this one list.
+    """
+    steps: list[tuple[str, dict]] = [
+        ("exchange_declare", {"exchange": config.exchange, "exchange_type": "direct", "durable": True})
+    ]
     arguments = {}
     if config.dead_letter_enabled:
-        channel.exchange_declare(config.dead_letter_exchange, exchange_type="fanout", durable=True)
-        channel.queue_declare(config.dead_letter_queue, durable=True)
-        channel.queue_bind(config.dead_letter_queue, config.dead_letter_exchange)
+        steps += [
+            (
+                "exchange_declare",
+                {"exchange": config.dead_letter_exchange, "exchange_type": "fanout", "durable": True},
+            ),
+            ("queue_declare", {"queue": config.dead_letter_queue, "durable": True}),
+            ("queue_bind", {"queue": config.dead_letter_queue, "exchange": config.dead_letter_exchange}),
+        ]
         arguments["x-dead-letter-exchange"] = config.dead_letter_exchange
     for flavour in config.flavours:
         queue = config.queue_for(flavour)
-        channel.queue_declare(queue, durable=True, arguments=arguments)
-        channel.queue_bind(queue, config.exchange, routing_key=routing_key(config, flavour))
+        steps += [
+            ("queue_declare", {"queue": queue, "durable": True, "arguments": arguments}),
+            (
+                "queue_bind",
+                {"queue": queue, "exchange": config.exchange, "routing_key": routing_key(config, flavour)},
+            ),
+        ]
+    return steps
+
+
+def declare_topology(channel: BlockingChannel, config: BufferConfig) -> None:
+    """Declare the exchange, the flavour queues and the dead-letter path."""
+    for method, arguments in declarations(config):
+        getattr(channel, method)(**arguments)
 
 
 def routing_key(config: BufferConfig, flavour: FlavourSpec) -> str:

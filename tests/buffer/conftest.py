@@ -94,5 +94,5 @@ def make_stack(flavour_urls, engine):
     yield build
     for stack in stacks:
         stack.stop_consumer()
-        stack.app.config["BUFFER_ROUTER"].schedule.stop()
+        stack.app.config["BUFFER_ROUTER"].close()
         delete_test_topology(stack.config)

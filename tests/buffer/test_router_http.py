@@ -23,9 +23,9 @@ REQUEST_TIMEOUT = 2.0
 THREADS = 2
 
 
-@pytest.fixture
-def small_router(make_stack, engine, tmp_path):
-    """A gunicorn router with 1 worker x 2 threads and a 2 s request timeout, plus a consumer."""
+@pytest.fixture(params=["gevent_pywsgi", "gevent", "gthread"])
+def small_router(request, make_stack, engine, tmp_path):
+    """A gunicorn router with 1 worker (2 threads under gthread), a 2 s request timeout and a consumer."""
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     stack = make_stack(request_timeout=REQUEST_TIMEOUT, forward_timeout=1.5)
     port = free_port()
@@ -34,6 +34,7 @@ def small_router(make_stack, engine, tmp_path):
         ROUTER_BIND=f"127.0.0.1:{port}",
         ROUTER_WORKERS="1",
         ROUTER_THREADS=str(THREADS),
+        ROUTER_WORKER_CLASS=request.param,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "buffer/gunicorn_router.py", "buffer.router:create_app()"],
@@ -176,3 +177,19 @@ def test_graceful_timeout_can_be_set(monkeypatch):
 def test_graceful_timeout_rejects_text(monkeypatch):
     with pytest.raises(ValueError, match="ROUTER_GRACEFUL_TIMEOUT='soon' is invalid"):
         gunicorn_settings(monkeypatch, ROUTER_GRACEFUL_TIMEOUT="soon")
+
+
+def test_worker_class_defaults_to_gevent_pywsgi(monkeypatch):
+    monkeypatch.delenv("ROUTER_WORKER_CLASS", raising=False)
+
+    assert gunicorn_settings(monkeypatch)["worker_class"] == "gevent_pywsgi"
+    assert gunicorn_settings(monkeypatch, ROUTER_WORKER_CLASS="gthread")["worker_class"] == "gthread"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ROUTER_WORKER_CLASS", "eventlet"), ("ROUTER_WORKERS", "0"), ("ROUTER_WORKER_CONNECTIONS", "many")],
+)
+def test_router_settings_reject_invalid_values(monkeypatch, name, value):
+    with pytest.raises(ValueError, match=f"{name}='{value}' is invalid"):
+        gunicorn_settings(monkeypatch, **{name: value})

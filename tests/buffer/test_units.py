@@ -22,7 +22,7 @@ from buffer.messages import (
     response_headers_table,
 )
 from buffer.router import LogLimiter
-from buffer.rpc import RpcClient
+from buffer.rpc import RpcClient, _Call
 from buffer.schedule import ScheduleCache, fallback_schedule, parse_decision
 from tests.buffer.helpers import FLAVOURS, decision, make_config
 
@@ -242,22 +242,27 @@ def test_hop_by_hop_headers_are_dropped():
 
 def test_reply_with_other_correlation_id_is_discarded():
     client = RpcClient(make_config())
-    client._awaited = "wanted"
+    call = _Call("wanted", RelayedRequest("GET", "/", "", (), b"", "high"), "rk")
+    client._calls["wanted"] = call
     before = REGISTRY.get_sample_value("router_stale_replies_total") or 0
-    stale = pika.BasicProperties(
-        correlation_id="old", headers=response_headers_table(RelayedResponse(200, (), b""))
-    )
+    headers = response_headers_table(RelayedResponse(200, (), b""))
 
-    client._on_reply(None, None, stale, b"late")
+    client._on_reply(None, None, pika.BasicProperties(correlation_id="old", headers=headers), b"late")
 
-    assert client._reply is None
+    assert call.reply is None
+    assert not call.done.acquire(blocking=False)
     assert REGISTRY.get_sample_value("router_stale_replies_total") == before + 1
 
-    client._on_reply(
-        None, None, pika.BasicProperties(correlation_id="wanted", headers=stale.headers), b"mine"
-    )
+    client._on_reply(None, None, pika.BasicProperties(correlation_id="wanted", headers=headers), b"mine")
 
-    assert client._reply.body == b"mine"
+    assert call.reply.body == b"mine"
+    assert call.done.acquire(blocking=False)
+
+    # A second reply to the same id (a redelivered copy answered twice) is discarded too.
+    client._on_reply(None, None, pika.BasicProperties(correlation_id="wanted", headers=headers), b"again")
+
+    assert call.reply.body == b"mine"
+    assert REGISTRY.get_sample_value("router_stale_replies_total") == before + 2
 
 
 def test_log_limiter_counts_suppressed_lines(monkeypatch):
