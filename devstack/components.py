@@ -155,7 +155,7 @@ def consumer_spec(settings: StackSettings) -> ComponentSpec:
 
 
 def router_spec(settings: StackSettings) -> ComponentSpec:
-    """Build the router's spec: the buffer's own gunicorn settings (threaded workers, merged metrics)."""
+    """Build the router's spec: the buffer's own gunicorn settings (gevent workers, merged metrics)."""
     metrics_dir = settings.run_dir / "prometheus-router"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
@@ -163,7 +163,6 @@ def router_spec(settings: StackSettings) -> ComponentSpec:
         **buffer_env(settings),
         "ROUTER_BIND": f"{settings.host}:{settings.ports['router']}",
         "ROUTER_WORKERS": "2",
-        "ROUTER_THREADS": "16",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     graceful_timeout = router_graceful_timeout()
