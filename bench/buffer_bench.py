@@ -268,6 +268,7 @@ class Stack:
             ROUTER_BIND=f"127.0.0.1:{self.router_port}",
             ROUTER_WORKERS=str(args.router_workers),
             ROUTER_THREADS=str(args.router_threads),
+            ROUTER_WORKER_CLASS=args.router_worker_class,
             LOG_LEVEL="WARNING",
             CARBONSTAT_FLAVOUR="high",
         )
@@ -325,6 +326,12 @@ class Stack:
         )
 
 
+def router_shape(args: argparse.Namespace) -> str:
+    if args.router_worker_class == "gthread":
+        return f"{args.router_workers}x{args.router_threads} threads (gthread)"
+    return f"{args.router_workers} {args.router_worker_class} worker(s)"
+
+
 def report(rows: dict[str, dict], args: argparse.Namespace) -> str:
     lines = [
         "| phase | clients | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) |",
@@ -372,7 +379,15 @@ def main() -> int:
         help="HTTP client of the load generator, the same on both paths (default http.client)",
     )
     parser.add_argument("--router-workers", type=int, default=2, help="router gunicorn workers")
-    parser.add_argument("--router-threads", type=int, default=16, help="threads per router worker")
+    parser.add_argument(
+        "--router-worker-class",
+        choices=("gevent_pywsgi", "gevent", "gthread"),
+        default="gevent_pywsgi",
+        help="gunicorn worker class of the router (default gevent_pywsgi, as in production)",
+    )
+    parser.add_argument(
+        "--router-threads", type=int, default=16, help="threads per router worker, gthread only"
+    )
     parser.add_argument("--consumers", type=int, default=1, help="consumer processes")
     parser.add_argument("--prefetch", type=int, default=32, help="consumer prefetch")
     parser.add_argument("--flavour-workers", type=int, default=2, help="flavour gunicorn workers")
@@ -411,7 +426,7 @@ def main() -> int:
     rows = {name: summarise(parts) for name, parts in slices.items()}
     print(
         f"Buffer benchmark: {os.cpu_count()} CPUs, {args.duration:g} s per phase, router "
-        f"{args.router_workers}x{args.router_threads} threads, {args.consumers} consumer(s) with "
+        f"{router_shape(args)}, {args.consumers} consumer(s) with "
         f"prefetch {args.prefetch}, flavour {args.flavour_workers}x{args.flavour_threads} threads, "
         f"{args.rounds} alternating rounds, {args.client} clients; "
         f"1-minute load average {load_before:.1f} before, {load_after:.1f} after\n"
