@@ -161,6 +161,16 @@ class ScheduleCache:
             )
         return schedule
 
+    @property
+    def latest(self) -> Schedule:
+        """Return the schedule in force without waiting for the first fetch and without logging.
+
+        For callers on an event loop, which must never block. Read `current`
+        once at start-up so that a reachable engine is queried first and the
+        fallback is logged.
+        """
+        return self._schedule
+
     def refresh(self) -> bool:
         """Fetch the decision once; keep the previous schedule and return False on failure."""
         config = self._config
