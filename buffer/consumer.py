@@ -1,13 +1,13 @@
 """The consumer: takes requests from the flavour queues and delivers them.
 
 Run it as `python -m buffer.consumer`; it reads the same environment as the
-router (`docs/buffer.md`). One thread owns the pika BlockingConnection and
-does all AMQP work: it receives deliveries, hands each request to a thread
-pool that makes the HTTP call, and publishes replies and acks when the pool
-passes results back. The HTTP call never runs on the connection's thread, so
-a flavour slower than the heartbeat window cannot starve heartbeats. Worker
-threads only put results on a queue and wake the connection thread with
-`add_callback_threadsafe`, the one thread-safe call pika offers.
+router (`docs/buffer.md`). One thread runs one asyncio event loop, which does
+all the work. pika's `AsyncioConnection` receives deliveries on it, an
+aiohttp task on it forwards each request (`buffer.forward`), and that task
+publishes the reply and acks the message when the flavour has responded.
+Nothing on the loop blocks, so heartbeats keep flowing while a flavour is
+slower than the heartbeat window, and no thread hands results to another.
+`stop()` is the only method meant for other threads and signal handlers.
 
 Each message is acknowledged only after its reply is published, so a consumer
 that dies mid-request leaves the message to be redelivered to another one.
@@ -18,41 +18,47 @@ Messages that cannot be decoded are rejected without requeue and land in the
 dead-letter queue. Requests whose router deadline has passed are acked
 without forwarding, because nobody waits for their reply any more.
 
+When the broker goes away, the consumer reconnects with backoff. Forwards
+that were running go on, and their replies are published on the new channel
+when there is one. Their messages are not acked there, because delivery
+tags belong to the channel that delivered them, and the broker redelivers
+those messages itself.
+
 In-flight work is capped at max(1, floor(prefetch * throttle)) through a
 channel-wide QoS prefetch, updated whenever the engine's throttle changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
 import os
-import queue
 import random
 import signal
 import sys
 import threading
-import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import pika.exceptions
 
 from buffer import metrics
+from buffer.broker_link import BrokerLink
 from buffer.config import BufferConfig, ConfigError, FlavourSpec
 from buffer.consumer_http import serve_consumer_http
 from buffer.feedback import FeedbackReporter
 from buffer.forward import Forwarder
 from buffer.messages import MessageError, RelayedResponse, decode_request, response_headers_table
 from buffer.schedule import ScheduleCache
-from buffer.topology import BROKER_ERRORS, close_quietly, declare_topology
+from buffer.topology import BROKER_ERRORS, declarations
 
 log = logging.getLogger(__name__)
 
 ANSWERED_MEMORY = 10_000  # correlation ids remembered to recognise redeliveries
-PUMP_INTERVAL = 0.25  # seconds between checks of results, throttle and stop flag
+THROTTLE_INTERVAL = 0.25  # seconds between checks of the engine's throttle
+FIRST_BACKOFF, MAX_BACKOFF = 0.5, 10.0  # seconds between reconnection attempts
 
 
 class Consumer:
@@ -72,17 +78,15 @@ class Consumer:
             config, component="consumer", on_fallback=metrics.CONSUMER_FALLBACK.set
         )
         self.feedback = feedback or FeedbackReporter(config)
-        self._executor = ThreadPoolExecutor(max_workers=config.prefetch, thread_name_prefix="forward")
-        self._results: queue.SimpleQueue = queue.SimpleQueue()
-        self._wake_lock = threading.Lock()
-        self._wake_pending = False
         self._inflight: dict[str, list] = {}  # correlation id -> [(channel, delivery tag)]
         self._answered: OrderedDict[str, None] = OrderedDict()
-        self._stop = threading.Event()
-        self._connection: pika.BlockingConnection | None = None
-        self._channel = None
+        self._tasks: set[asyncio.Task] = set()  # one per request being forwarded
+        self._link: BrokerLink | None = None
         self._cap: int | None = None
         self._rng = random.Random(config.seed)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = threading.Event()
+        self._stopping: asyncio.Future | None = None  # resolved on the loop when stop() is called
         self.ready = threading.Event()  # set while consuming, cleared while reconnecting
         metrics.CONSUMER_BROKER_CONNECTED.set(0)
 
@@ -90,41 +94,104 @@ class Consumer:
         """Consume until `stop()`; reconnect with backoff whenever the broker goes away."""
         self.schedule.start()
         self.feedback.start()
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                self._connect()
-                backoff = 0.5
-                self._serve()
-            except BROKER_ERRORS as error:
-                log.warning(
-                    "event=broker_connection_lost schedule=%s error=%r retry_in=%.1f",
-                    self.config.schedule_key,
-                    error,
-                    backoff,
-                )
-                self._drop_connection()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-        self._shutdown()
+        # The one read that may wait (up to FIRST_FETCH_WAIT) for the engine happens
+        # here, before the loop starts. Code on the loop reads `schedule.latest`.
+        self.schedule.current  # noqa: B018 - read for its side effects
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._consume())
+        finally:
+            self._loop = None
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        self.schedule.stop()
+        self.feedback.stop()
+        log.info("event=consumer_stopped schedule=%s", self.config.schedule_key)
 
     def stop(self) -> None:
-        self._stop.set()
+        """Ask `run()` to finish the requests in flight and return (any thread, signal handlers too)."""
+        self._stop_requested.set()
+        loop = self._loop
+        if loop is None:
+            return  # run() has not started its loop yet, and checks the flag when it does
+        try:
+            loop.call_soon_threadsafe(self._resolve_stopping)
+        except RuntimeError:
+            pass  # the loop has just closed, so run() is returning anyway
 
-    def _connect(self) -> None:
+    def _resolve_stopping(self) -> None:
+        if self._stopping is not None and not self._stopping.done():
+            self._stopping.set_result(None)
+
+    async def _consume(self) -> None:
+        self._stopping = asyncio.get_running_loop().create_future()
+        if self._stop_requested.is_set():
+            self._resolve_stopping()
+        backoff = FIRST_BACKOFF
+        link = None
+        try:
+            while not self._stopping.done():
+                try:
+                    link = await self._connect_unless_stopped()
+                    if link is None:
+                        break
+                    backoff = FIRST_BACKOFF
+                    await self._serve(link)
+                except BROKER_ERRORS as error:
+                    log.warning(
+                        "event=broker_connection_lost schedule=%s error=%r retry_in=%.1f",
+                        self.config.schedule_key,
+                        error,
+                        backoff,
+                    )
+                    self._drop_link()
+                    link = None
+                    await asyncio.wait((self._stopping,), timeout=backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+            await self._shutdown(link)
+        finally:
+            await self._cancel_forwards()
+            await self.forwarder.close()
+
+    async def _connect_unless_stopped(self) -> BrokerLink | None:
+        """Connect, or return None when stop() comes first (a black-holed broker takes seconds to fail)."""
+        connecting = asyncio.ensure_future(self._connect())
+        await asyncio.wait((connecting, self._stopping), return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done():
+            return connecting.result()
+        connecting.cancel()
+        try:
+            await connecting
+        except (asyncio.CancelledError, *BROKER_ERRORS):
+            pass
+        return None
+
+    async def _connect(self) -> BrokerLink:
         parameters = pika.URLParameters(self.config.rabbitmq_url)
         parameters.heartbeat = self.config.heartbeat
         parameters.connection_attempts = 1
         parameters.socket_timeout = 5.0
         parameters.stack_timeout = 10.0
-        self._connection = pika.BlockingConnection(parameters)
-        self._channel = self._connection.channel()
-        declare_topology(self._channel, self.config)
-        self._cap = None
-        self._apply_throttle()
-        for flavour in self.config.flavours:
-            callback = functools.partial(self._on_message, flavour=flavour)
-            self._channel.basic_consume(self.config.queue_for(flavour), callback)
+        link = await BrokerLink.open(parameters, schedule_key=self.config.schedule_key)
+        # Set before consuming starts: deliveries arrive as soon as the first consumer is registered.
+        self._link = link
+        try:
+            # Declared on the consumer's own connection, so a reconnection needs no second
+            # connection and never blocks the loop.
+            for method, arguments in declarations(self.config):
+                await link.call(getattr(link.channel, method), **arguments)
+            self._cap = None
+            await self._apply_throttle(link)
+            for flavour in self.config.flavours:
+                await link.call(
+                    link.channel.basic_consume,
+                    queue=self.config.queue_for(flavour),
+                    on_message_callback=functools.partial(self._on_message, flavour=flavour),
+                )
+        except BaseException:
+            self._drop_link()
+            raise
         self.ready.set()
         metrics.CONSUMER_BROKER_CONNECTED.set(1)
         log.info(
@@ -133,20 +200,25 @@ class Consumer:
             ",".join(self.config.queue_for(f) for f in self.config.flavours),
             self.config.heartbeat,
         )
+        return link
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            self._connection.process_data_events(time_limit=PUMP_INTERVAL)
-            self._publish_results()
-            self._apply_throttle()
+    async def _serve(self, link: BrokerLink) -> None:
+        """Apply throttle changes until stop() is called. Raise the loss reason when the link is lost."""
+        while not self._stopping.done():
+            await asyncio.wait(
+                (link.lost, self._stopping), timeout=THROTTLE_INTERVAL, return_when=asyncio.FIRST_COMPLETED
+            )
+            if link.lost.done():
+                raise link.loss_error()
+            await self._apply_throttle(link)
 
-    def _apply_throttle(self) -> None:
-        cap = max(1, math.floor(self.config.prefetch * self.schedule.current.throttle))
+    async def _apply_throttle(self, link: BrokerLink) -> None:
+        cap = max(1, math.floor(self.config.prefetch * self.schedule.latest.throttle))
         if cap == self._cap:
             return
         # A channel-wide (global) prefetch covers every flavour consumer at once and,
         # unlike the per-consumer form, also applies to consumers that already exist.
-        self._channel.basic_qos(prefetch_count=cap, global_qos=True)
+        await link.call(link.channel.basic_qos, prefetch_count=cap, global_qos=True)
         self._cap = cap
         metrics.CONSUMER_INFLIGHT_CAP.set(cap)
         log.info(
@@ -185,62 +257,45 @@ class Consumer:
             target.name,
             correlation_id,
         )
-        self._executor.submit(self._forward, request, target, properties)
+        task = self._loop.create_task(self._forward_and_reply(request, target, properties))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _target_flavour(self, request, queued: FlavourSpec) -> FlavourSpec:
-        schedule = self.schedule.current
+        schedule = self.schedule.latest
         if request.forced or schedule.evaluator != "consumer" or schedule.source != "engine":
             return queued
         return self.config.flavour_named(schedule.draw(self._rng)) or queued
 
-    def _forward(self, request, target: FlavourSpec, properties) -> None:
-        # Runs on a pool thread: no AMQP calls here, only the HTTP request.
+    async def _forward_and_reply(self, request, target: FlavourSpec, properties) -> None:
+        correlation_id = properties.correlation_id
         try:
-            response = self.forwarder.forward(request, target)
+            response = await self.forwarder.forward(request, target)
+        except asyncio.CancelledError:
+            # Cancelled at shutdown: the message stays unacked, so the broker redelivers it.
+            self._inflight.pop(correlation_id, None)
+            metrics.CONSUMER_INFLIGHT.dec()
+            raise
         except Exception as error:  # noqa: BLE001 - any failure must still produce a reply
             log.exception("event=forward_crashed flavour=%s error=%r", target.name, error)
             response = RelayedResponse(502, (), b"consumer failed to forward the request", target.name)
-        self._results.put((properties, response, target))
-        self._wake_connection_thread()
-
-    def _wake_connection_thread(self) -> None:
-        # One pending wake-up is enough: the connection thread clears the flag
-        # before draining, so a result queued before the flag was seen set is
-        # drained by the wake-up already on its way.
-        with self._wake_lock:
-            if self._wake_pending:
-                return
-            self._wake_pending = True
-        connection = self._connection
-        try:
-            if connection is not None:
-                connection.add_callback_threadsafe(self._publish_results)
-        except pika.exceptions.AMQPError:
-            pass  # the connection thread drains the results after reconnecting
-
-    def _publish_results(self) -> None:
-        with self._wake_lock:
-            self._wake_pending = False
-        while True:
-            try:
-                properties, response, target = self._results.get_nowait()
-            except queue.Empty:
-                return
-            self._finish(properties, response, target)
-
-    def _finish(self, properties, response: RelayedResponse, target: FlavourSpec) -> None:
-        correlation_id = properties.correlation_id
         deliveries = self._inflight.pop(correlation_id, [])
         metrics.CONSUMER_INFLIGHT.dec()
-        if self._channel is None or not self._channel.is_open:
+        self._reply(properties, response, target, deliveries)
+
+    def _reply(self, properties, response: RelayedResponse, target: FlavourSpec, deliveries: list) -> None:
+        correlation_id = properties.correlation_id
+        link = self._link
+        if link is None or not link.is_open:
             # The deliveries belong to a closed channel and will be redelivered.
             log.info("event=reply_dropped reason=channel_closed correlation_id=%s", correlation_id)
             return
         reply = pika.BasicProperties(
             correlation_id=correlation_id, headers=response_headers_table(response)
         )
-        self._channel.basic_publish("", properties.reply_to, response.body, reply)
+        link.channel.basic_publish("", properties.reply_to, response.body, reply)
         for channel, tag in deliveries:
+            # A delivery from a channel that has since closed is left to the broker's redelivery.
             if channel.is_open:
                 channel.basic_ack(tag)
         self._remember(correlation_id)
@@ -274,31 +329,53 @@ class Consumer:
         while len(self._answered) > ANSWERED_MEMORY:
             self._answered.popitem(last=False)
 
-    def _drop_connection(self) -> None:
+    def _drop_link(self) -> BrokerLink | None:
+        """Mark the consumer disconnected, start closing its link and return that link."""
         self.ready.clear()
         metrics.CONSUMER_BROKER_CONNECTED.set(0)
-        connection, self._connection, self._channel = self._connection, None, None
-        close_quietly(connection)
+        link, self._link = self._link, None
+        if link is not None:
+            link.abort()
+        return link
 
-    def _shutdown(self) -> None:
+    async def _shutdown(self, link: BrokerLink | None) -> None:
         # Stop taking work, then let in-flight requests finish and reply before closing.
-        try:
-            if self._channel is not None and self._channel.is_open:
-                for tag in list(self._channel.consumer_tags):
-                    self._channel.basic_cancel(tag)
-                deadline = time.monotonic() + self.config.forward_timeout
-                while self._inflight and time.monotonic() < deadline:
-                    self._connection.process_data_events(time_limit=PUMP_INTERVAL)
-                    self._publish_results()
-        except pika.exceptions.AMQPError as error:
-            log.warning(
-                "event=shutdown_incomplete schedule=%s error=%r", self.config.schedule_key, error
+        if link is not None and link.is_open:
+            try:
+                for tag in list(link.channel.consumer_tags):
+                    await link.call(link.channel.basic_cancel, consumer_tag=tag)
+                await self._wait_for_forwards(link, timeout=self.config.forward_timeout)
+            except BROKER_ERRORS as error:
+                log.warning(
+                    "event=shutdown_incomplete schedule=%s error=%r", self.config.schedule_key, error
+                )
+        await self._cancel_forwards()
+        link = self._drop_link()
+        if link is not None:
+            await link.close()
+
+    async def _wait_for_forwards(self, link: BrokerLink, *, timeout: float) -> None:
+        """Wait until no forward runs, the link is lost or `timeout` seconds have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks and not link.lost.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning(
+                    "event=shutdown_incomplete schedule=%s reason=forwards_running count=%d",
+                    self.config.schedule_key,
+                    len(self._tasks),
+                )
+                return
+            await asyncio.wait(
+                (*self._tasks, link.lost), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
-        self._drop_connection()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self.schedule.stop()
-        self.feedback.stop()
-        log.info("event=consumer_stopped schedule=%s", self.config.schedule_key)
+
+    async def _cancel_forwards(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def main() -> int:

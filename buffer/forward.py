@@ -1,4 +1,4 @@
-"""Forwarding one relayed request to its flavour over HTTP.
+"""Forwarding one relayed request to its flavour over HTTP, on the consumer's event loop.
 
 In a cluster every flavour sits behind one Service (`TARGET_URL`), and the
 mesh routes on the `x-carbonrouter: <precision>` header. Locally each flavour
@@ -9,24 +9,25 @@ backoff, at most `forward_attempts` times and never past the request's
 deadline, so a flavour restarting behind a Service does not fail the request.
 Each attempt's timeout is `forward_timeout`, shorter than the router's, so the
 consumer's own response (a 502 or 504 when the flavour fails) still reaches the
-router before the router gives up. The HTTP client is urllib3 directly: one
-thread-safe connection pool per flavour base URL, built once, keeps
-connections alive. Calling the pool itself skips the URL parsing and pool
-lookup of urllib3's PoolManager on every request. On one development machine
-a call through the pool cost about 0.28 ms of CPU against 0.35 ms through the
-PoolManager (and more through requests). This matters because every buffered
-request pays for it.
+router before the router gives up.
+
+The HTTP client is one `aiohttp.ClientSession`, created on the event loop
+that first forwards a request and kept until `close()`. Its connector keeps
+connections to each flavour alive between requests. The session sends the
+client's headers as they are, because it is told not to add its own
+`Accept`, `Accept-Encoding` and `Content-Type`. The path, already
+percent-encoded by the router, is not encoded again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import threading
 import time
 
-import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
+import aiohttp
+from yarl import URL
 
 from buffer import metrics
 from buffer.config import BufferConfig, FlavourSpec
@@ -36,15 +37,21 @@ log = logging.getLogger(__name__)
 
 RETRIED_STATUSES = frozenset({502, 503, 504})
 FORCE_HEADER = "x-carbonrouter"
+# Headers aiohttp would otherwise add to every request. Only the client decides them.
+SKIPPED_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type")
 
 
 class Forwarder:
-    """Sends requests to flavours and turns every outcome into a RelayedResponse."""
+    """Sends requests to flavours and turns every outcome into a RelayedResponse.
+
+    One instance serves one event loop at a time: `forward()` must run on the
+    loop that created the session, and `close()` on the same loop ends it.
+    """
 
     def __init__(self, config: BufferConfig) -> None:
         self._config = config
-        self._pools: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
-        self._pools_lock = threading.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._checked_urls: set[str] = set()
 
     def base_url(self, flavour: FlavourSpec) -> str:
         url = self._config.flavour_urls.get(flavour.name) or self._config.target_url
@@ -54,22 +61,21 @@ class Forwarder:
             )
         return url
 
-    def forward(self, request: RelayedRequest, flavour: FlavourSpec) -> RelayedResponse:
+    async def forward(self, request: RelayedRequest, flavour: FlavourSpec) -> RelayedResponse:
         """Forward with retries, and return a 502 or 504 response when the flavour never responds."""
         started = time.monotonic()
         try:
             base = self.base_url(flavour)
-            pool, prefix = self._pool_for(base)
+            self._check_base_url(base)
         except (LookupError, ValueError) as error:
             return _error_response(502, str(error), flavour)
-        target = prefix + request.path + (f"?{request.query}" if request.query else "")
-        url = base + request.path  # for log lines only
-        headers = {key: value for key, value in request.headers if key.lower() != FORCE_HEADER}
-        headers[FORCE_HEADER] = str(flavour.precision)
+        url = base + request.path + (f"?{request.query}" if request.query else "")
+        headers = [(key, value) for key, value in request.headers if key.lower() != FORCE_HEADER]
+        headers.append((FORCE_HEADER, str(flavour.precision)))
 
         attempts = max(1, self._config.forward_attempts)
         for attempt in range(1, attempts + 1):
-            reply, failure = self._attempt(request, pool=pool, target=target, headers=headers)
+            reply, failure = await self._attempt(request, url=url, headers=headers)
             retriable = reply is None or reply.status in RETRIED_STATUSES
             delay = self._config.forward_backoff * 2 ** (attempt - 1)
             out_of_time = (
@@ -86,55 +92,66 @@ class Forwarder:
                 failure,
                 delay,
             )
-            time.sleep(delay)
+            await asyncio.sleep(delay)
         metrics.CONSUMER_FORWARD_LATENCY.labels(flavour=flavour.name).observe(time.monotonic() - started)
 
         if reply is not None:
             return RelayedResponse(reply.status, reply.headers, reply.body, flavour.name)
-        # urllib3 2.x derives NewConnectionError (connection refused) from its timeout class.
-        timed_out = isinstance(failure, TimeoutError) and not isinstance(failure, NewConnectionError)
-        status = 504 if timed_out else 502
-        log.warning("event=forward_failed flavour=%s url=%s error=%r", flavour.name, url, failure)
-        return _error_response(status, f"flavour {flavour.name} did not answer: {failure}", flavour)
+        # aiohttp's connect and read timeouts derive from TimeoutError (asyncio.TimeoutError), and so
+        # does the error of a total timeout. A refused or reset connection does not.
+        status = 504 if isinstance(failure, TimeoutError) else 502
+        log.warning(
+            "event=forward_failed flavour=%s url=%s error=%r", flavour.name, base + request.path, failure
+        )
+        reason = str(failure) or type(failure).__name__  # a timeout's str() is empty
+        return _error_response(status, f"flavour {flavour.name} did not answer: {reason}", flavour)
 
-    def _pool_for(self, base: str) -> tuple[urllib3.HTTPConnectionPool, str]:
-        """Return the connection pool of a flavour base URL and the path prefix the URL carries."""
-        found = self._pools.get(base)
-        if found is not None:
-            return found
-        with self._pools_lock:
-            found = self._pools.get(base)
-            if found is None:
-                parsed = urllib3.util.parse_url(base)
-                if parsed.scheme not in ("http", "https") or not parsed.host:
-                    raise ValueError(f"flavour URL {base!r} is not an http:// or https:// URL with a host")
-                # Up to `prefetch` connections: the most requests the consumer ever has in flight.
-                pool = urllib3.connection_from_url(base, maxsize=self._config.prefetch)
-                found = self._pools[base] = (pool, parsed.path or "")
-        return found
+    async def close(self) -> None:
+        """Close the session and its connections. The next `forward()` opens a new session."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
-    def _attempt(
-        self, request: RelayedRequest, *, pool: urllib3.HTTPConnectionPool, target: str, headers: dict
-    ):
+    def _check_base_url(self, base: str) -> None:
+        if base in self._checked_urls:
+            return
+        parsed = URL(base)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"flavour URL {base!r} is not an http:// or https:// URL with a host")
+        self._checked_urls.add(base)
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # No connection limit: the channel's QoS prefetch already caps the requests in flight.
+            connector = aiohttp.TCPConnector(limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, skip_auto_headers=SKIPPED_AUTO_HEADERS
+            )
+        return self._session
+
+    async def _attempt(
+        self, request: RelayedRequest, *, url: str, headers: list[tuple[str, str]]
+    ) -> tuple[RelayedResponse | None, Exception | None]:
         timeout = self._config.forward_timeout
         if request.deadline_ms:
             timeout = max(0.1, min(timeout, request.deadline_ms / 1000 - time.time()))
+        session = self._open_session()
         try:
-            response = pool.urlopen(
+            async with session.request(
                 request.method,
-                target,
-                body=request.body or None,
+                URL(url, encoded=True),
+                data=request.body or None,
                 headers=headers,
-                timeout=urllib3.Timeout(total=timeout),
-                retries=False,
-                redirect=False,
-            )
-        except HTTPError as error:
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as error:
             return None, error
         relayed = RelayedResponse(
             status=response.status,
             headers=end_to_end_headers(response.headers.items()),
-            body=response.data,
+            body=body,
         )
         return relayed, None
 

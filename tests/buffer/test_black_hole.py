@@ -56,3 +56,18 @@ def test_black_holed_broker_keeps_consumer_retrying(flavour_urls, frozen_proxy):
         consumer.stop()
         thread.join(timeout=15)
         delete_test_topology(config)
+
+
+def test_stop_ends_connect_to_black_holed_broker(flavour_urls, frozen_proxy):
+    config = make_config(rabbitmq_url=proxied_url(frozen_proxy), flavour_urls=flavour_urls)
+    consumer, thread = start_consumer(config)
+    time.sleep(1.0)  # the connection attempt now waits for a handshake that never comes
+
+    started = time.monotonic()
+    consumer.stop()
+    thread.join(timeout=15)
+
+    assert not thread.is_alive()
+    # Well before the 10 s stack timeout that would end the attempt on its own.
+    assert time.monotonic() - started < 3.0
+    assert not consumer.ready.is_set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +11,10 @@ import pika
 import pytest
 from prometheus_client import REGISTRY
 
+from buffer.consumer import Consumer
 from buffer.messages import RelayedRequest, request_headers_table
 from buffer.rpc import REPLY_TO
-from tests.buffer.helpers import decision, wait_for
+from tests.buffer.helpers import decision, make_config, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -215,3 +217,56 @@ def test_expired_request_is_acked_unforwarded(make_stack, engine, flavour_loads)
         assert flavour_loads["high"].slow_hits == 0
     finally:
         connection.close()
+
+
+def test_stop_from_other_thread_finishes_forward(make_stack, engine, flavour_loads):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack()
+    consumer, thread = stack.consumer, stack._thread
+    assert consumer.ready.wait(timeout=5)
+    request = RelayedRequest(
+        method="GET",
+        path="/slow",
+        query="seconds=1",
+        headers=(),
+        body=b"",
+        flavour="high",
+        deadline_ms=int((time.time() + 30) * 1000),
+    )
+    properties = pika.BasicProperties(
+        reply_to=REPLY_TO, correlation_id="stopped-mid-forward", headers=request_headers_table(request)
+    )
+    queue = stack.config.queue_for(stack.config.flavours[0])
+    connection, channel = open_channel(stack.config)
+    try:
+        replies = collect_replies(channel)
+        channel.basic_publish("", queue, b"", properties)
+        assert wait_for(lambda: flavour_loads["high"].slow_hits == 1, timeout=5)
+
+        consumer.stop()  # from the test's thread, while the flavour is still sleeping
+        assert wait_for(lambda: (pump(connection, seconds=0.1), len(replies) == 1)[1], timeout=5)
+        thread.join(timeout=10)
+
+        assert not thread.is_alive()
+        assert not consumer.ready.is_set()
+        assert replies[0][0].correlation_id == "stopped-mid-forward"
+        assert replies[0][0].headers["cr-status"] == 200
+        # Acked before the connection closed: an unacked message would be back in the queue.
+        assert channel.queue_declare(queue, passive=True).method.message_count == 0
+    finally:
+        connection.close()
+    stack.consumer = None  # already stopped
+
+
+def test_stop_before_run_returns_at_once(flavour_urls):
+    config = make_config(flavour_urls=flavour_urls)
+    consumer = Consumer(config)
+    consumer.stop()
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(timeout=10)
+
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2.0
+    assert not consumer.ready.is_set()

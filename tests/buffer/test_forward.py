@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -31,12 +32,24 @@ def relayed(path: str, query: str = "") -> RelayedRequest:
     )
 
 
+def forward_all(config, requests: list[RelayedRequest]) -> list:
+    """Forward `requests` one after another through one Forwarder on a fresh event loop."""
+
+    async def run():
+        forwarder = Forwarder(config)
+        try:
+            return [await forwarder.forward(request, FLAVOURS[0]) for request in requests]
+        finally:
+            await forwarder.close()
+
+    return asyncio.run(run())
+
+
 def test_flavour_url_path_prefix_is_kept(flavour_server):
     config = make_config(flavour_urls={"high": flavour_server.url + "/v1"})
-    forwarder = Forwarder(config)
 
-    for _ in range(2):  # the second call reuses the pool built by the first
-        response = forwarder.forward(relayed("/avg", "x=1"), FLAVOURS[0])
+    # The second call reuses the session and connection opened by the first.
+    for response in forward_all(config, [relayed("/avg", "x=1")] * 2):
         echoed = json.loads(response.body)
         assert response.status == 200
         assert echoed["path"] == "/v1/avg"
@@ -46,7 +59,38 @@ def test_flavour_url_path_prefix_is_kept(flavour_server):
 
 def test_flavour_url_without_http_scheme_gives_502():
     config = make_config(flavour_urls={"high": "ftp://127.0.0.1:21"})
-    response = Forwarder(config).forward(relayed("/avg"), FLAVOURS[0])
+    (response,) = forward_all(config, [relayed("/avg")])
 
     assert response.status == 502
     assert "ftp://127.0.0.1:21" in json.loads(response.body)["error"]
+
+
+def test_forward_sends_only_client_headers(flavour_server):
+    config = make_config(flavour_urls={"high": flavour_server.url})
+    request = RelayedRequest(
+        method="GET",
+        path="/echo",
+        query="",
+        headers=(("X-Tag", "a"), ("X-Tag", "b")),
+        body=b"",
+        flavour="high",
+        deadline_ms=int((time.time() + 5) * 1000),
+    )
+
+    (response,) = forward_all(config, [request])
+    echoed = json.loads(response.body)["headers"]
+
+    assert response.status == 200
+    assert echoed["x-tag"].replace(" ", "") == "a,b"  # both values of the repeated header
+    assert "accept-encoding" not in echoed
+    assert "accept" not in echoed
+    assert "content-type" not in echoed
+
+
+def test_forward_path_is_not_encoded_again(flavour_server):
+    config = make_config(flavour_urls={"high": flavour_server.url})
+
+    (response,) = forward_all(config, [relayed("/files/a%2Fb")])
+
+    assert response.status == 200
+    assert json.loads(response.body)["path"] == "/files/a/b"  # werkzeug decodes %2F once
