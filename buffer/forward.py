@@ -39,6 +39,9 @@ RETRIED_STATUSES = frozenset({502, 503, 504})
 FORCE_HEADER = "x-carbonrouter"
 # Headers aiohttp would otherwise add to every request. Only the client decides them.
 SKIPPED_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type")
+# Maximum length in bytes of a flavour response's status line and of each header field.
+# aiohttp's default is 8190. 65536 is http.client's line limit in Python 3.11 (`_MAXLINE`).
+MAX_HEADER_BYTES = 65536
 
 
 class Forwarder:
@@ -125,7 +128,10 @@ class Forwarder:
             # No connection limit: the channel's QoS prefetch already caps the requests in flight.
             connector = aiohttp.TCPConnector(limit=0)
             self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=SKIPPED_AUTO_HEADERS
+                connector=connector,
+                skip_auto_headers=SKIPPED_AUTO_HEADERS,
+                max_line_size=MAX_HEADER_BYTES,
+                max_field_size=MAX_HEADER_BYTES,
             )
         return self._session
 

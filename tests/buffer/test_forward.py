@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 
 import pytest
+from flask import Flask, Response
 
 from buffer.forward import Forwarder
 from buffer.messages import RelayedRequest
@@ -94,3 +96,21 @@ def test_forward_path_is_not_encoded_again(flavour_server):
 
     assert response.status == 200
     assert json.loads(response.body)["path"] == "/files/a/b"  # werkzeug decodes %2F once
+
+
+def test_forward_accepts_long_response_header():
+    app = Flask("long-header")
+
+    @app.get("/long")
+    def long_header():
+        return Response("ok", headers={"X-Long": "v" * 20_000})  # over aiohttp's 8190-byte default
+
+    server = LoopbackServer(app)
+    try:
+        config = make_config(flavour_urls={"high": server.url})
+        (response,) = forward_all(config, [replace(relayed("/long"), method="GET")])
+    finally:
+        server.close()
+
+    assert response.status == 200
+    assert dict(response.headers)["X-Long"] == "v" * 20_000
