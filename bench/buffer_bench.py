@@ -279,13 +279,8 @@ class Stack:
             "flavour",
             gunicorn
             + ["-b", f"127.0.0.1:{self.flavour_port}", "-w", str(self.args.flavour_workers)]
-            + [
-                "-k",
-                "gthread",
-                "--threads",
-                str(self.args.flavour_threads),
-                "carbonstat.app:create_app()",
-            ],
+            + ["-k", self.args.flavour_worker_class, "--threads", str(self.args.flavour_threads)]
+            + ["carbonstat.app:create_app()"],
         )
         self._spawn("router", gunicorn + ["-c", "buffer/gunicorn_router.py", "buffer.router:create_app()"])
         for index in range(self.args.consumers):
@@ -378,7 +373,9 @@ def main() -> int:
         default="http.client",
         help="HTTP client of the load generator, the same on both paths (default http.client)",
     )
-    parser.add_argument("--router-workers", type=int, default=2, help="router gunicorn workers")
+    parser.add_argument(
+        "--router-workers", type=int, default=1, help="router gunicorn workers (default 1, as in production)"
+    )
     parser.add_argument(
         "--router-worker-class",
         choices=("gevent_pywsgi", "gevent", "gthread"),
@@ -391,7 +388,15 @@ def main() -> int:
     parser.add_argument("--consumers", type=int, default=1, help="consumer processes")
     parser.add_argument("--prefetch", type=int, default=32, help="consumer prefetch")
     parser.add_argument("--flavour-workers", type=int, default=2, help="flavour gunicorn workers")
-    parser.add_argument("--flavour-threads", type=int, default=8, help="threads per flavour worker")
+    parser.add_argument(
+        "--flavour-worker-class",
+        choices=("gthread", "gevent"),
+        default="gthread",
+        help="gunicorn worker class of the flavour (default gthread, as in carbonstat's image)",
+    )
+    parser.add_argument(
+        "--flavour-threads", type=int, default=8, help="threads per flavour worker, gthread only"
+    )
     args = parser.parse_args()
 
     stack = Stack(args)
@@ -427,7 +432,8 @@ def main() -> int:
     print(
         f"Buffer benchmark: {os.cpu_count()} CPUs, {args.duration:g} s per phase, router "
         f"{router_shape(args)}, {args.consumers} consumer(s) with "
-        f"prefetch {args.prefetch}, flavour {args.flavour_workers}x{args.flavour_threads} threads, "
+        f"prefetch {args.prefetch}, flavour {args.flavour_workers}x{args.flavour_threads} threads "
+        f"({args.flavour_worker_class}), "
         f"{args.rounds} alternating rounds, {args.client} clients; "
         f"1-minute load average {load_before:.1f} before, {load_after:.1f} after\n"
     )

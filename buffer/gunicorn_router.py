@@ -45,7 +45,8 @@ def _worker_class() -> str:
 
 
 bind = os.environ.get("ROUTER_BIND", "0.0.0.0:8000")
-workers = _count("ROUTER_WORKERS", 2)
+# One gevent worker keeps one core busy. Give a pod more cores by raising this, or add pods.
+workers = _count("ROUTER_WORKERS", 1)
 worker_class = _worker_class()
 threads = _count("ROUTER_THREADS", 16)  # gthread only
 worker_connections = _count("ROUTER_WORKER_CONNECTIONS", 1000)  # gevent classes only

@@ -162,7 +162,7 @@ def router_spec(settings: StackSettings) -> ComponentSpec:
     env = {
         **buffer_env(settings),
         "ROUTER_BIND": f"{settings.host}:{settings.ports['router']}",
-        "ROUTER_WORKERS": "2",
+        "ROUTER_WORKERS": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     graceful_timeout = router_graceful_timeout()
