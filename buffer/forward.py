@@ -72,6 +72,12 @@ class Forwarder:
             self._check_base_url(base)
         except (LookupError, ValueError) as error:
             return _error_response(502, str(error), flavour)
+        if not request.path.startswith("/"):
+            # Appended to the base URL, such a path would become part of its
+            # authority ("@host:port/...") and reach a host other than the flavour.
+            message = f"request path {request.path[:200]!r} is invalid: it must start with /"
+            log.warning("event=invalid_path flavour=%s path=%r", flavour.name, request.path[:200])
+            return _error_response(400, message, flavour)
         url = base + request.path + (f"?{request.query}" if request.query else "")
         headers = [(key, value) for key, value in request.headers if key.lower() != FORCE_HEADER]
         headers.append((FORCE_HEADER, str(flavour.precision)))

@@ -24,7 +24,7 @@ import logging
 import random
 import threading
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -302,6 +302,15 @@ def _raw_path() -> str:
     # The raw URI keeps percent-encoding exactly as the client sent it. The
     # decoded `request.path` would turn %2F into a path separator.
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    if raw:
-        return raw.split("?", 1)[0] or "/"
-    return quote(request.path)
+    if not raw:
+        return quote(request.path)
+    target = raw.split("?", 1)[0]
+    if target.startswith("/"):
+        return target
+    # The absolute form (`GET http://host/path`) names the router itself, so only its path is relayed.
+    parts = urlsplit(target)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return parts.path or "/"
+    # gevent's pywsgi server passes any other target through (`@host:port/path`, `*`), and
+    # the consumer appends the path to the flavour's base URL, where it could name another host.
+    raise RouterError(400, f"request target {target[:200]!r} is invalid: it must be a path starting with /")

@@ -114,3 +114,29 @@ def test_forward_accepts_long_response_header():
 
     assert response.status == 200
     assert dict(response.headers)["X-Long"] == "v" * 20_000
+
+
+@pytest.mark.parametrize("path", ["@127.0.0.1:{port}/hit", "127.0.0.1:{port}/hit", "*"])
+def test_path_without_slash_never_reaches_other_host(flavour_server, path):
+    # A path glued to the flavour's base URL without a leading slash would
+    # become part of its authority ("http://flavour@host:port/hit") and send
+    # the request to any host the consumer can reach.
+    hits = []
+    other_app = Flask("other-host")
+
+    @other_app.route("/hit")
+    def hit():
+        hits.append(1)
+        return Response("reached", status=200)
+
+    other = LoopbackServer(other_app)
+    try:
+        port = other.url.rsplit(":", 1)[1]
+        config = make_config(flavour_urls={"high": flavour_server.url})
+        [response] = forward_all(config, [relayed(path.format(port=port))])
+    finally:
+        other.close()
+
+    assert hits == []
+    assert response.status == 400
+    assert "must start with /" in json.loads(response.body)["error"]

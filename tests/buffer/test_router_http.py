@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import signal
@@ -13,8 +14,9 @@ import time
 
 import pytest
 import requests
+from flask import Flask
 
-from tests.buffer.helpers import config_env, decision, free_port, wait_for
+from tests.buffer.helpers import LoopbackServer, config_env, decision, free_port, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -193,3 +195,43 @@ def test_worker_class_defaults_to_gevent_pywsgi(monkeypatch):
 def test_router_settings_reject_invalid_values(monkeypatch, name, value):
     with pytest.raises(ValueError, match=f"{name}='{value}' is invalid"):
         gunicorn_settings(monkeypatch, **{name: value})
+
+
+@pytest.fixture
+def other_host():
+    """A loopback server that records every request, standing in for a host the consumer must not call."""
+    hits = []
+    app = Flask("other-host")
+
+    @app.route("/<path:path>")
+    def hit(path: str):
+        hits.append(path)
+        return "reached"
+
+    server = LoopbackServer(app)
+    yield server, hits
+    server.close()
+
+
+@pytest.mark.parametrize("target", ["@127.0.0.1:{port}/hit", "127.0.0.1:{port}/hit", "*"])
+def test_request_target_without_slash_gets_400(small_router, other_host, target):
+    server, hits = other_host
+    port = server.url.rsplit(":", 1)[1]
+    with socket.create_connection(("127.0.0.1", small_router)) as sock:
+        sock.sendall(f"GET {target.format(port=port)} HTTP/1.1\r\nHost: router\r\n\r\n".encode())
+        response = read_response(sock, timeout=5)
+
+    assert response.startswith(b"HTTP/1.1 400"), response[:80]
+    assert hits == []
+
+
+def test_absolute_form_target_relays_its_path(small_router):
+    with socket.create_connection(("127.0.0.1", small_router)) as sock:
+        sock.sendall(b"GET http://router.example/items/7?x=1 HTTP/1.1\r\nHost: router.example\r\n\r\n")
+        response = read_response(sock, timeout=5)
+    head, _, body = response.partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.1 200"), head[:80]
+    echoed = json.loads(body)
+    assert echoed["path"] == "/items/7"
+    assert echoed["query"] == "x=1"
