@@ -10,8 +10,10 @@ A reply carries the status, the response headers and the name of the flavour
 that served it.
 
 Hop-by-hop headers (RFC 9110 section 7.6.1) never cross the buffer, and
-neither do `Host`, `Content-Length` and `Content-Encoding`: the HTTP client on
-each side recomputes them for the body it really sends.
+neither do `Host` and `Content-Length`: the HTTP client on each side
+recomputes them for the body it really sends. A response also loses its
+`Content-Encoding`, because the consumer's HTTP client decompresses the
+flavour's body. A request keeps it, because its body is relayed as it arrived.
 """
 
 from __future__ import annotations
@@ -77,9 +79,16 @@ class RelayedResponse:
     flavour: str = ""
 
 
-def end_to_end_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """Drop hop-by-hop headers, including any the `Connection` header names."""
+def end_to_end_headers(
+    pairs: Iterable[tuple[str, str]], *, keep_content_encoding: bool = False
+) -> tuple[tuple[str, str], ...]:
+    """Drop hop-by-hop headers, including any the `Connection` header names.
+
+    `Content-Encoding` is dropped too unless `keep_content_encoding` is set,
+    which a request needs because its body is relayed still encoded.
+    """
     pairs = list(pairs)
+    dropped = HOP_BY_HOP - {"content-encoding"} if keep_content_encoding else HOP_BY_HOP
     named = set()
     for key, value in pairs:
         if key.lower() == "connection":
@@ -87,7 +96,7 @@ def end_to_end_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str
     return tuple(
         (key, value)
         for key, value in pairs
-        if key.lower() not in HOP_BY_HOP and key.lower() not in named
+        if key.lower() not in dropped and key.lower() not in named
     )
 
 

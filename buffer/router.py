@@ -245,7 +245,7 @@ def _relayed_request(
     body = _read_body(config, deadline=started + config.request_timeout)
     headers = tuple(
         (key, value)
-        for key, value in end_to_end_headers(request.headers.items())
+        for key, value in end_to_end_headers(request.headers.items(), keep_content_encoding=True)
         if key.lower() != FORCE_HEADER
     )
     remaining = config.request_timeout - (time.monotonic() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 
 import pytest
 
@@ -57,3 +58,20 @@ def test_round_trip_relays_error_status_unchanged(make_stack, engine):
 
     assert reply.status_code == 418
     assert reply.data == b"status 418"
+
+
+def test_round_trip_keeps_request_content_encoding(make_stack, engine):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack()
+    compressed = gzip.compress(b'{"numbers": [1, 2, 3]}')
+
+    reply = stack.client.post(
+        "/avg", data=compressed, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    )
+
+    # The router relays the body as it arrived, still compressed, so the
+    # flavour needs the header to decode it.
+    assert reply.status_code == 200
+    echoed = reply.get_json()
+    assert base64.b64decode(echoed["body"]) == compressed
+    assert echoed["headers"]["content-encoding"] == "gzip"
