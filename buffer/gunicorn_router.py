@@ -28,6 +28,13 @@ logging.basicConfig(
 logging.getLogger("pika").setLevel(os.environ.get("PIKA_LOG_LEVEL", "CRITICAL").upper())
 
 WORKER_CLASSES = ("gevent_pywsgi", "gevent", "gthread")
+# gunicorn's worker class for each ROUTER_WORKER_CLASS value. gunicorn's own gevent_pywsgi
+# worker never closes an idle keep-alive connection, so the router uses a subclass that does.
+WORKER_CLASS_PATHS = {
+    "gevent_pywsgi": "buffer.gevent_worker.RouterPyWSGIWorker",
+    "gevent": "gevent",
+    "gthread": "gthread",
+}
 
 
 def _count(name: str, default: int) -> int:
@@ -47,7 +54,7 @@ def _worker_class() -> str:
 bind = os.environ.get("ROUTER_BIND", "0.0.0.0:8000")
 # One gevent worker keeps one core busy. Give a pod more cores by raising this, or add pods.
 workers = _count("ROUTER_WORKERS", 1)
-worker_class = _worker_class()
+worker_class = WORKER_CLASS_PATHS[_worker_class()]
 threads = _count("ROUTER_THREADS", 16)  # gthread only
 worker_connections = _count("ROUTER_WORKER_CONNECTIONS", 1000)  # gevent classes only
 
@@ -71,7 +78,7 @@ timeout = int(request_timeout + 30)
 # Every request ends by its deadline, so a worker that is stopped needs the
 # request timeout plus 2 s to finish. The process that stops the router must wait longer.
 graceful_timeout = math.ceil(_seconds("ROUTER_GRACEFUL_TIMEOUT", request_timeout + 2))
-keepalive = 5
+keepalive = 5  # seconds an idle keep-alive connection stays open, under every worker class
 accesslog = os.environ.get("ROUTER_ACCESS_LOG") or None
 preload_app = False
 

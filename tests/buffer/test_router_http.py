@@ -30,28 +30,34 @@ def small_router(request, make_stack, engine, tmp_path):
     """A gunicorn router with 1 worker (2 threads under gthread), a 2 s request timeout and a consumer."""
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     stack = make_stack(request_timeout=REQUEST_TIMEOUT, forward_timeout=1.5)
-    port = free_port()
-    env = config_env(
-        stack.config,
-        ROUTER_BIND=f"127.0.0.1:{port}",
-        ROUTER_WORKERS="1",
-        ROUTER_THREADS=str(THREADS),
-        ROUTER_WORKER_CLASS=request.param,
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "buffer/gunicorn_router.py", "buffer.router:create_app()"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=open(tmp_path / "gunicorn.log", "ab"),
-        stderr=subprocess.STDOUT,
-    )
-    assert wait_for(lambda: _healthy(port), timeout=15), "router did not start"
+    process, port = start_router(stack.config, worker_class=request.param, log_path=tmp_path / "gunicorn.log")
     yield port
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def start_router(config, *, worker_class: str, log_path) -> tuple[subprocess.Popen, int]:
+    """Start gunicorn with the router's settings file and wait until it is healthy."""
+    port = free_port()
+    env = config_env(
+        config,
+        ROUTER_BIND=f"127.0.0.1:{port}",
+        ROUTER_WORKERS="1",
+        ROUTER_THREADS=str(THREADS),
+        ROUTER_WORKER_CLASS=worker_class,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "buffer/gunicorn_router.py", "buffer.router:create_app()"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+    assert wait_for(lambda: _healthy(port), timeout=15), "router did not start"
+    return process, port
 
 
 def _healthy(port: int) -> bool:
@@ -184,7 +190,7 @@ def test_graceful_timeout_rejects_text(monkeypatch):
 def test_worker_class_defaults_to_gevent_pywsgi(monkeypatch):
     monkeypatch.delenv("ROUTER_WORKER_CLASS", raising=False)
 
-    assert gunicorn_settings(monkeypatch)["worker_class"] == "gevent_pywsgi"
+    assert gunicorn_settings(monkeypatch)["worker_class"] == "buffer.gevent_worker.RouterPyWSGIWorker"
     assert gunicorn_settings(monkeypatch, ROUTER_WORKER_CLASS="gthread")["worker_class"] == "gthread"
 
 
@@ -235,3 +241,51 @@ def test_absolute_form_target_relays_its_path(small_router):
     echoed = json.loads(body)
     assert echoed["path"] == "/items/7"
     assert echoed["query"] == "x=1"
+
+
+def open_idle_keepalive(port: int) -> socket.socket:
+    """Send one keep-alive request, read its whole response and leave the connection idle."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: router\r\n\r\n")
+    response = read_response(sock, timeout=5)
+    assert response.startswith(b"HTTP/1.1 200"), response[:80]
+    return sock
+
+
+def test_idle_keepalive_connection_is_closed(small_router):
+    # gunicorn's settings file sets keepalive = 5 seconds.
+    with open_idle_keepalive(small_router) as sock:
+        sock.settimeout(5 + 3)
+        started = time.monotonic()
+        try:
+            after_idle = sock.recv(100)
+        except TimeoutError:
+            after_idle = None
+        elapsed = time.monotonic() - started
+
+    assert after_idle == b"", "the router kept an idle keep-alive connection open"
+    assert elapsed < 5 + 2
+
+
+@pytest.mark.parametrize("worker_class", ["gevent_pywsgi", "gthread"])
+def test_sigterm_with_idle_keepalive_stops_promptly(make_stack, engine, tmp_path, worker_class):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack(request_timeout=10.0, forward_timeout=8.0)
+    process, port = start_router(stack.config, worker_class=worker_class, log_path=tmp_path / "gunicorn.log")
+    try:
+        reply = requests.get(f"http://127.0.0.1:{port}/echo", timeout=10)
+        idle = open_idle_keepalive(port)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        elapsed = time.monotonic() - started
+        idle.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert reply.status_code == 200
+    # An idle connection has no request to finish, so it must not hold the
+    # worker for its graceful timeout of 12 s.
+    assert elapsed < 3.0
+    assert "Worker graceful timeout" not in (tmp_path / "gunicorn.log").read_text()

@@ -1,0 +1,80 @@
+"""gunicorn's `gevent_pywsgi` worker, with an idle limit on keep-alive connections.
+
+gevent's pywsgi handler waits for the next request on a keep-alive connection
+without any time limit, and gunicorn's `keepalive` setting does not reach it
+(gunicorn 27.0.1, gevent 26.9.0). An idle client connection then holds a
+greenlet and one of `worker_connections` until the client closes it, and a
+worker that receives SIGTERM keeps waiting for such connections until its
+graceful timeout ends and the master kills it.
+
+`RouterPyWSGIWorker` gives each connection `keepalive` seconds to send the
+request line and then the headers of its next request, and closes it
+otherwise, as gunicorn's own `gevent` worker does. On SIGTERM it closes the
+connections that are waiting for a request at once, so only requests in
+progress delay the stop. `buffer/gunicorn_router.py` uses it when
+`ROUTER_WORKER_CLASS` is `gevent_pywsgi`.
+"""
+
+from __future__ import annotations
+
+import gevent
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+
+# Greenlets of this worker process that wait for a request line. Only the
+# process's one event loop touches it, so it needs no lock.
+_waiting: set[gevent.Greenlet] = set()
+_stopping = False
+
+
+class _IdleClosed(Exception):
+    """Raised in a waiting handler to close its idle connection when the worker stops."""
+
+
+class IdleLimitHandler(PyWSGIHandler):
+    """A pywsgi handler that closes a connection idle for `idle_timeout` seconds."""
+
+    idle_timeout = 5.0  # set from gunicorn's `keepalive` by the worker
+
+    def read_requestline(self):
+        if _stopping:
+            return None  # an empty request line makes pywsgi close the connection
+        current = gevent.getcurrent()
+        _waiting.add(current)
+        try:
+            with gevent.Timeout(self.idle_timeout, False):
+                return super().read_requestline()
+            return None  # reached only when the timeout fired
+        except _IdleClosed:
+            return None
+        finally:
+            _waiting.discard(current)
+
+    def read_request(self, raw_requestline):
+        # pywsgi responds 400 and closes the connection when this raises ValueError.
+        error = ValueError(f"request headers timed out after {self.idle_timeout:g} s")
+        timeout = gevent.Timeout(self.idle_timeout, error)
+        with timeout:
+            return super().read_request(raw_requestline)
+
+
+class RouterPyWSGIWorker(GeventPyWSGIWorker):
+    """The `gevent_pywsgi` worker with `IdleLimitHandler` and a prompt close of idle connections on stop."""
+
+    wsgi_handler = IdleLimitHandler
+
+    def init_process(self):
+        # gunicorn's keepalive of 0 turns keep-alive off. pywsgi cannot do that, so a
+        # 0.1 s wait is used instead.
+        IdleLimitHandler.idle_timeout = max(float(self.cfg.keepalive), 0.1)
+        super().init_process()
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        gevent.spawn(_close_idle_connections)
+
+
+def _close_idle_connections() -> None:
+    global _stopping
+    _stopping = True
+    for greenlet in list(_waiting):
+        greenlet.kill(_IdleClosed(), block=False)
