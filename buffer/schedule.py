@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import os
 import random
 import threading
@@ -70,12 +71,16 @@ def fallback_schedule(config: BufferConfig) -> Schedule:
     return Schedule(weights={config.most_precise.name: 100.0}, source="fallback")
 
 
-def parse_decision(decision: dict, *, flavours: tuple[FlavourSpec, ...], key: str) -> Schedule:
+def parse_decision(decision: object, *, flavours: tuple[FlavourSpec, ...], key: str) -> Schedule:
     """Turn an engine decision into a Schedule over the configured flavours.
 
-    Raises ValueError when the decision has no positive weight for any
-    configured flavour, because routing by it would send traffic nowhere.
+    Raises ValueError when the decision is malformed (not a JSON object, or a
+    weight or throttle that is not a finite number), and when it has no
+    positive weight for any configured flavour, because routing by it would
+    send traffic nowhere.
     """
+    if not isinstance(decision, dict):
+        raise ValueError(f"decision for {key} is {type(decision).__name__}, expected a JSON object")
     known = {flavour.name for flavour in flavours}
     raw_weights = decision.get("flavourWeights")
     if not isinstance(raw_weights, dict):
@@ -87,12 +92,15 @@ def parse_decision(decision: dict, *, flavours: tuple[FlavourSpec, ...], key: st
                 "event=schedule_unknown_flavour schedule=%s flavour=%s action=ignored", key, name
             )
             continue
-        weights[name] = max(0.0, float(value))
+        weights[name] = max(0.0, _finite(value, f"decision for {key}: weight of {name}"))
     if not any(weight > 0 for weight in weights.values()):
         raise ValueError(f"decision for {key} gives no positive weight to any of {sorted(known)}")
 
     processing = decision.get("processing") or {}
-    throttle = min(1.0, max(0.0, float(processing.get("throttle", 1.0))))
+    if not isinstance(processing, dict):
+        raise ValueError(f"decision for {key} has a processing field that is not a JSON object")
+    raw_throttle = processing.get("throttle", 1.0)
+    throttle = min(1.0, max(0.0, _finite(raw_throttle, f"decision for {key}: throttle")))
     evaluator = decision.get("evaluator") or "router"
     if evaluator not in EVALUATORS:
         log.warning(
@@ -106,6 +114,17 @@ def parse_decision(decision: dict, *, flavours: tuple[FlavourSpec, ...], key: st
         valid_until=_epoch(decision.get("validUntil")),
         source="engine",
     )
+
+
+def _finite(value: object, label: str) -> float:
+    # JSON from Python's encoder may contain NaN and Infinity, which no weight or throttle can be.
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} is {value!r}, expected a finite number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{label} is {value!r}, expected a finite number")
+    return number
 
 
 def _epoch(text: object) -> float | None:
@@ -231,7 +250,16 @@ class ScheduleCache:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            ok = self.refresh()
+            try:
+                ok = self.refresh()
+            except Exception as error:  # noqa: BLE001 - the refresher must outlive any engine reply
+                log.exception(
+                    "event=schedule_refresh_crashed component=%s schedule=%s error=%r",
+                    self._component,
+                    self._config.schedule_key,
+                    error,
+                )
+                ok = False
             self._first_attempt.set()
             self._stop.wait(self._next_delay(ok))
 

@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 from scipy.stats import chisquare
 
-from tests.buffer.helpers import FLAVOURS, decision, free_port
+from buffer.schedule import ScheduleCache
+from tests.buffer.helpers import FLAVOURS, decision, free_port, make_config, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -248,3 +249,21 @@ def test_nacked_message_gives_503(make_stack, engine):
     assert reply.headers["Retry-After"] == "1"
     assert elapsed < 1.0
     assert REGISTRY.get_sample_value("router_broker_errors_total", {"reason": "nacked"}) >= 1
+
+
+def test_schedule_refresher_survives_malformed_decision(engine):
+    engine.decision = [1, 2, 3]  # valid JSON, but not a decision object
+    cache = ScheduleCache(make_config(engine_url=engine.url, schedule_retry=0.1))
+    try:
+        cache.start()
+        retried = wait_for(lambda: engine.schedule_calls >= 3, timeout=5)
+        source_while_malformed = cache.latest.source
+        engine.decision = decision({"high": 0, "mid": 100, "low": 0})
+        recovered = wait_for(lambda: cache.latest.source == "engine", timeout=5)
+    finally:
+        cache.stop()
+
+    assert retried, "the refresher stopped after the malformed decision"
+    assert source_while_malformed == "fallback"
+    assert recovered
+    assert cache.latest.weights == {"high": 0.0, "mid": 100.0, "low": 0.0}

@@ -124,6 +124,24 @@ def test_decision_clamps_throttle_and_unknown_evaluator():
     assert schedule.valid_until == pytest.approx(time.time() + 60, abs=2)
 
 
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ([1, 2, 3], "JSON object"),
+        ("busy", "JSON object"),
+        ({"flavourWeights": {"high": 1}, "processing": [0.5]}, "processing"),
+        ({"flavourWeights": {"high": "many"}}, "weight"),
+        ({"flavourWeights": {"high": 1, "low": float("inf")}}, "weight"),
+        ({"flavourWeights": {"high": float("nan")}}, "weight"),
+        ({"flavourWeights": {"high": 1}, "processing": {"throttle": float("nan")}}, "throttle"),
+        ({"flavourWeights": {"high": 1}, "processing": {"throttle": "low"}}, "throttle"),
+    ],
+)
+def test_decision_malformed_raises_value_error(raw, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        parse_decision(raw, flavours=FLAVOURS, key="ns/name")
+
+
 def test_schedule_draw_follows_weights():
     schedule = parse_decision(decision({"high": 70, "mid": 0, "low": 30}), flavours=FLAVOURS, key="k")
     rng = random.Random(3)
