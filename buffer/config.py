@@ -8,11 +8,17 @@ once instead of on its first request. Tests build a `BufferConfig` directly.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pika
 
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+MAX_PREFETCH = 65535  # AMQP's basic.qos carries prefetch-count as a 16-bit field
 
 
 class ConfigError(ValueError):
@@ -86,8 +92,55 @@ class BufferConfig:
                 f"FORWARD_TIMEOUT={self.forward_timeout} must be shorter than REQUEST_TIMEOUT="
                 f"{self.request_timeout}, or the router gives up before the consumer's reply arrives"
             )
-        if self.prefetch < 1:
-            raise ConfigError(f"CONSUMER_PREFETCH={self.prefetch} is invalid: it must be at least 1")
+        if not 1 <= self.prefetch <= MAX_PREFETCH:
+            raise ConfigError(
+                f"CONSUMER_PREFETCH={self.prefetch} is invalid: it must be at least 1 "
+                f"and at most {MAX_PREFETCH}"
+            )
+        self._check_ranges()
+        self._check_urls()
+
+    def _check_ranges(self) -> None:
+        at_least_zero = {
+            "RABBITMQ_HEARTBEAT": self.heartbeat,
+            "MAX_BODY_BYTES": self.max_body_bytes,
+            "RETRY_AFTER_SECONDS": self.retry_after,
+            "FORWARD_BACKOFF_SECONDS": self.forward_backoff,
+        }
+        for key, value in at_least_zero.items():
+            if value < 0:
+                raise ConfigError(f"{key}={value:g} is invalid: it must be 0 or more")
+        # A zero period would make the background loops call the engine without pause.
+        positive = {
+            "FEEDBACK_INTERVAL_SECONDS": self.feedback_interval,
+            "SCHEDULE_RETRY_SECONDS": self.schedule_retry,
+            "SCHEDULE_MAX_AGE_SECONDS": self.schedule_max_age,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key}={value:g} is invalid: it must be a positive number of seconds")
+        if not 0 <= self.consumer_metrics_port <= 65535:
+            raise ConfigError(
+                f"CONSUMER_METRICS_PORT={self.consumer_metrics_port} is invalid: "
+                "use a port 1-65535, or 0 for off"
+            )
+
+    def _check_urls(self) -> None:
+        # pika raises IndexError, among others, on some malformed URLs.
+        try:
+            valid = urlsplit(self.rabbitmq_url).scheme in ("amqp", "amqps")
+            pika.URLParameters(self.rabbitmq_url)
+        except (ValueError, IndexError, KeyError, TypeError):
+            valid = False
+        if not valid:
+            raise ConfigError(
+                f"RABBITMQ_URL={_redact(self.rabbitmq_url)!r} is invalid: "
+                "write amqp://user:password@host:port/vhost"
+            )
+        if self.engine_url and urlsplit(self.engine_url).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"ENGINE_URL={self.engine_url!r} is invalid: write http://host:port or unset it"
+            )
 
     @property
     def schedule_key(self) -> str:
@@ -139,7 +192,7 @@ class BufferConfig:
             metrics_path=reader.text("ROUTER_METRICS_PATH", "/metrics"),
             health_path=reader.text("ROUTER_HEALTH_PATH", "/healthz"),
             retry_after=int(reader.number("RETRY_AFTER_SECONDS", 1)),
-            seed=int(env["ROUTER_SEED"]) if env.get("ROUTER_SEED") else None,
+            seed=reader.integer("ROUTER_SEED"),
             flavour_urls=parse_flavour_urls(env.get("FLAVOUR_URLS", "")),
             target_url=reader.text("TARGET_URL", "").rstrip("/"),
             forward_timeout=reader.number(
@@ -153,6 +206,16 @@ class BufferConfig:
             consumer_metrics_bind=reader.text("CONSUMER_METRICS_BIND", "0.0.0.0"),
             dead_letter_enabled=reader.flag("DEAD_LETTER_ENABLED", True),
         )
+
+
+def log_level(key: str, default: str, environ: Mapping[str, str] | None = None) -> str:
+    """Return the logging level name in environment variable `key`, or raise ConfigError."""
+    env = os.environ if environ is None else environ
+    raw = env.get(key, "").strip()
+    level = raw.upper() or default
+    if not isinstance(logging.getLevelName(level), int):
+        raise ConfigError(f"{key}={raw!r} is invalid: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
 
 
 def parse_flavours(text: str) -> tuple[FlavourSpec, ...]:
@@ -186,6 +249,17 @@ def parse_flavour_urls(text: str) -> dict[str, str]:
     return urls
 
 
+def _redact(url: str) -> str:
+    # The URL may contain the broker password, which must not reach a log line.
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    if password is None:
+        return url
+    return url.replace(f":{password}@", ":***@", 1)
+
+
 class _EnvReader:
     """Typed access to environment variables with errors that name the variable."""
 
@@ -201,9 +275,21 @@ class _EnvReader:
         if not raw:
             return default
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise ConfigError(f"{key}={raw!r} is not a number: set it to a number or unset it") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}={raw!r} is not a finite number: set it to a number or unset it")
+        return value
+
+    def integer(self, key: str) -> int | None:
+        raw = self._env.get(key, "").strip()
+        if not raw:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not an integer: set it to an integer or unset it") from None
 
     def flag(self, key: str, default: bool) -> bool:
         raw = self._env.get(key, "").strip().lower()

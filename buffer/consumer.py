@@ -34,7 +34,6 @@ import asyncio
 import functools
 import logging
 import math
-import os
 import random
 import signal
 import sys
@@ -46,7 +45,7 @@ import pika.exceptions
 
 from buffer import metrics
 from buffer.broker_link import BrokerLink
-from buffer.config import BufferConfig, ConfigError, FlavourSpec
+from buffer.config import BufferConfig, ConfigError, FlavourSpec, log_level
 from buffer.consumer_http import serve_consumer_http
 from buffer.feedback import FeedbackReporter
 from buffer.forward import Forwarder
@@ -379,18 +378,17 @@ class Consumer:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # Every connection failure is logged once by the consumer as an event line;
-    # pika's tracebacks for the same failure are shown only on request.
-    logging.getLogger("pika").setLevel(os.environ.get("PIKA_LOG_LEVEL", "CRITICAL").upper())
     try:
+        level = log_level("LOG_LEVEL", "INFO")
+        pika_level = log_level("PIKA_LOG_LEVEL", "CRITICAL")
         config = BufferConfig.from_env()
     except ConfigError as error:
         print(f"buffer.consumer: invalid configuration: {error}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Every connection failure is logged once by the consumer as an event line;
+    # pika's tracebacks for the same failure are shown only on request.
+    logging.getLogger("pika").setLevel(pika_level)
     consumer = Consumer(config)
     if config.consumer_metrics_port:
         serve_consumer_http(

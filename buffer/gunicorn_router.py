@@ -19,13 +19,7 @@ import logging
 import math
 import os
 
-# The router logs one key=value line per event. pika's own tracebacks for the
-# same connection failures are hidden unless PIKA_LOG_LEVEL lowers the level.
-logging.basicConfig(
-    level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-    format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
-)
-logging.getLogger("pika").setLevel(os.environ.get("PIKA_LOG_LEVEL", "CRITICAL").upper())
+from buffer.config import BufferConfig, log_level
 
 WORKER_CLASSES = ("gevent_pywsgi", "gevent", "gthread")
 # gunicorn's worker class for each ROUTER_WORKER_CLASS value. gunicorn's own gevent_pywsgi
@@ -51,14 +45,6 @@ def _worker_class() -> str:
     return raw
 
 
-bind = os.environ.get("ROUTER_BIND", "0.0.0.0:8000")
-# One gevent worker keeps one core busy. Give a pod more cores by raising this, or add pods.
-workers = _count("ROUTER_WORKERS", 1)
-worker_class = WORKER_CLASS_PATHS[_worker_class()]
-threads = _count("ROUTER_THREADS", 16)  # gthread only
-worker_connections = _count("ROUTER_WORKER_CONNECTIONS", 1000)  # gevent classes only
-
-
 def _seconds(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -72,12 +58,36 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
-request_timeout = _seconds("REQUEST_TIMEOUT", 30.0)
-# gunicorn kills a worker that is silent for this long, so it must exceed the request timeout.
-timeout = int(request_timeout + 30)
-# Every request ends by its deadline, so a worker that is stopped needs the
-# request timeout plus 2 s to finish. The process that stops the router must wait longer.
-graceful_timeout = math.ceil(_seconds("ROUTER_GRACEFUL_TIMEOUT", request_timeout + 2))
+# An invalid setting stops gunicorn here, in the master, with one line naming
+# it. Raised later, in a worker, it would print a traceback and make gunicorn
+# report only that the worker failed to boot.
+try:
+    # The router logs one key=value line per event. pika's own tracebacks for the
+    # same connection failures are hidden unless PIKA_LOG_LEVEL lowers the level.
+    logging.basicConfig(
+        level=log_level("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
+    )
+    logging.getLogger("pika").setLevel(log_level("PIKA_LOG_LEVEL", "CRITICAL"))
+
+    bind = os.environ.get("ROUTER_BIND", "0.0.0.0:8000")
+    # One gevent worker keeps one core busy. Give a pod more cores by raising this, or add pods.
+    workers = _count("ROUTER_WORKERS", 1)
+    worker_class = WORKER_CLASS_PATHS[_worker_class()]
+    threads = _count("ROUTER_THREADS", 16)  # gthread only
+    worker_connections = _count("ROUTER_WORKER_CONNECTIONS", 1000)  # gevent classes only
+
+    request_timeout = _seconds("REQUEST_TIMEOUT", 30.0)
+    # gunicorn kills a worker that is silent for this long, so it must exceed the request timeout.
+    timeout = int(request_timeout + 30)
+    # Every request ends by its deadline, so a worker that is stopped needs the
+    # request timeout plus 2 s to finish. The process that stops the router must wait longer.
+    graceful_timeout = math.ceil(_seconds("ROUTER_GRACEFUL_TIMEOUT", request_timeout + 2))
+
+    BufferConfig.from_env()  # each worker reads it again in create_app()
+except ValueError as error:  # ConfigError is a ValueError
+    raise SystemExit(f"buffer router: invalid configuration: {error}") from None
+
 keepalive = 5  # seconds an idle keep-alive connection stays open, under every worker class
 accesslog = os.environ.get("ROUTER_ACCESS_LOG") or None
 preload_app = False

@@ -163,6 +163,7 @@ def test_unsupported_method_gets_json_405(small_router, request_line):
 def gunicorn_settings(monkeypatch, **env: str) -> dict:
     for key in ("REQUEST_TIMEOUT", "ROUTER_GRACEFUL_TIMEOUT"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("FLAVOURS", "high:100")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return runpy.run_path(os.path.join(REPO_ROOT, "buffer", "gunicorn_router.py"))
@@ -183,7 +184,7 @@ def test_graceful_timeout_can_be_set(monkeypatch):
 
 
 def test_graceful_timeout_rejects_text(monkeypatch):
-    with pytest.raises(ValueError, match="ROUTER_GRACEFUL_TIMEOUT='soon' is invalid"):
+    with pytest.raises(SystemExit, match="ROUTER_GRACEFUL_TIMEOUT='soon' is invalid"):
         gunicorn_settings(monkeypatch, ROUTER_GRACEFUL_TIMEOUT="soon")
 
 
@@ -199,7 +200,7 @@ def test_worker_class_defaults_to_gevent_pywsgi(monkeypatch):
     [("ROUTER_WORKER_CLASS", "eventlet"), ("ROUTER_WORKERS", "0"), ("ROUTER_WORKER_CONNECTIONS", "many")],
 )
 def test_router_settings_reject_invalid_values(monkeypatch, name, value):
-    with pytest.raises(ValueError, match=f"{name}='{value}' is invalid"):
+    with pytest.raises(SystemExit, match=f"{name}='{value}' is invalid"):
         gunicorn_settings(monkeypatch, **{name: value})
 
 
