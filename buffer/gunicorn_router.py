@@ -9,8 +9,9 @@ happen between a request and its reply (docs/benchmarks.md has the figures).
 Every worker process keeps one RabbitMQ connection, whatever the class.
 The app is not preloaded, so each worker builds its own schedule refresher and
 connection after the fork (and after gevent has patched the standard library).
-On SIGTERM or SIGINT a worker gets `ROUTER_GRACEFUL_TIMEOUT` seconds
-(default `REQUEST_TIMEOUT + 2`, rounded up) to finish its requests.
+On SIGTERM a worker gets `ROUTER_GRACEFUL_TIMEOUT` seconds (default
+`REQUEST_TIMEOUT + 2`, rounded up) to finish its requests. SIGINT and SIGQUIT
+are gunicorn's quick shutdown, which drops the requests in flight.
 With `PROMETHEUS_MULTIPROC_DIR` set, `child_exit` drops a dead worker's live
 gauges from the merged metrics.
 """
