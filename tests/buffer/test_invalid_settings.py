@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VALID_ENV = {
     "FLAVOURS": "high:100,low:25",
-    "SCHEDULE_NAMESPACE": "test-invalid-settings",  # never reached: each case fails before connecting
+    # Unique in case a setting is ever accepted and the process reaches the broker.
+    "SCHEDULE_NAMESPACE": f"test-{uuid.uuid4().hex[:8]}",
     "ROUTER_BIND": "127.0.0.1:0",
     "ENGINE_URL": "",
     "FLAVOUR_URLS": "high=http://127.0.0.1:1",
