@@ -160,11 +160,13 @@ class Forwarder:
                 body = await response.read()
         except (TimeoutError, aiohttp.ClientError) as error:
             return None, error
-        relayed = RelayedResponse(
-            status=response.status,
-            headers=end_to_end_headers(response.headers.items()),
-            body=body,
-        )
+        # aiohttp decodes header values as UTF-8, but WSGI servers encode them as
+        # latin-1, which fails on any non-ASCII byte. Decoding the raw bytes as
+        # latin-1 lets the router send exactly the bytes the flavour sent.
+        raw_headers = [
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.raw_headers
+        ]
+        relayed = RelayedResponse(status=response.status, headers=end_to_end_headers(raw_headers), body=body)
         return relayed, None
 
 

@@ -116,6 +116,26 @@ def test_forward_accepts_long_response_header():
     assert dict(response.headers)["X-Long"] == "v" * 20_000
 
 
+
+def test_forward_keeps_latin1_response_header_bytes():
+    app = Flask("latin1-header")
+
+    @app.get("/latin1")
+    def latin1_header():
+        return Response("ok", headers={"X-Name": "caf\u00e9"})  # werkzeug sends the byte 0xE9
+
+    server = LoopbackServer(app)
+    try:
+        config = make_config(flavour_urls={"high": server.url})
+        (response,) = forward_all(config, [replace(relayed("/latin1"), method="GET")])
+    finally:
+        server.close()
+
+    # The router's WSGI server encodes header values as latin-1, so the value
+    # must be the received bytes decoded as latin-1.
+    assert response.status == 200
+    assert dict(response.headers)["X-Name"].encode("latin-1") == b"caf\xe9"
+
 @pytest.mark.parametrize("path", ["@127.0.0.1:{port}/hit", "127.0.0.1:{port}/hit", "*"])
 def test_path_without_slash_never_reaches_other_host(flavour_server, path):
     # A path glued to the flavour's base URL without a leading slash would
