@@ -391,9 +391,16 @@ def main() -> int:
     logging.getLogger("pika").setLevel(pika_level)
     consumer = Consumer(config)
     if config.consumer_metrics_port:
-        serve_consumer_http(
-            consumer, host=config.consumer_metrics_bind, port=config.consumer_metrics_port
-        )
+        host, port = config.consumer_metrics_bind, config.consumer_metrics_port
+        try:
+            serve_consumer_http(consumer, host=host, port=port)
+        except OSError as error:
+            print(
+                f"buffer.consumer: cannot serve metrics and health on {host}:{port}: {error}. "
+                "Set CONSUMER_METRICS_PORT to a free port.",
+                file=sys.stderr,
+            )
+            return 2
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())
     consumer.run()

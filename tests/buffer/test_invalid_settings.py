@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -30,9 +31,10 @@ CASES = [
 ]
 
 
-def run_with(command: list[str], key: str, value: str) -> subprocess.CompletedProcess:
+def run_with(command: list[str], key: str, value: str, **extra: str) -> subprocess.CompletedProcess:
     env = {name: text for name, text in os.environ.items() if name not in VALID_ENV}
     env.update(VALID_ENV)
+    env.update(extra)
     env[key] = value
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
 
@@ -52,4 +54,17 @@ def test_consumer_rejects_invalid_setting(key, value, message):
 
     assert result.returncode == 2
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_consumer_reports_busy_metrics_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"CONSUMER_METRICS_BIND": "127.0.0.1"}
+        result = run_with(CONSUMER, "CONSUMER_METRICS_PORT", str(port), **env)
+
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
