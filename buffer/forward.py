@@ -79,6 +79,8 @@ class Forwarder:
             log.warning("event=invalid_path flavour=%s path=%r", flavour.name, request.path[:200])
             return _error_response(400, message, flavour)
         url = base + request.path + (f"?{request.query}" if request.query else "")
+        # NOTE: aiohttp encodes header values as UTF-8, so a request header byte
+        # outside ASCII (0xE9, which WSGI decodes as "é") reaches the flavour as two bytes.
         headers = [(key, value) for key, value in request.headers if key.lower() != FORCE_HEADER]
         headers.append((FORCE_HEADER, str(flavour.precision)))
 
