@@ -6,14 +6,14 @@ and one consumer on the direct reply-to pseudo-queue `amq.rabbitmq.reply-to`.
 Request threads never touch pika. `RpcClient.call()` puts the request on an
 outbox, wakes the I/O thread with `add_callback_threadsafe` (the one
 thread-safe call pika offers) and waits on a lock of its own until the reply,
-a refusal or the deadline. Under gunicorn's gevent worker the same code runs
+a failure or the deadline. Under gunicorn's gevent worker the same code runs
 with greenlets in place of threads.
 
 One connection per process, not one per thread, is what makes the router
-cheap under load: the I/O thread publishes every queued request in one pass
-and pika writes them in one socket write, the broker handles one connection's
-frames instead of one per thread, and heartbeats flow even while the router
-is idle, so an idle connection never goes stale.
+cheap under load. The I/O thread publishes every queued request in one pass,
+and pika writes them in one socket write. The broker handles one
+connection's frames instead of one per thread. Heartbeats flow even while
+the router is idle, so an idle connection does not go stale.
 
 Each message is persistent and mandatory. Confirms turn a nack (for example a
 queue at its length limit) and a return (no queue bound for the routing key)
@@ -83,7 +83,7 @@ class ReplyTimeout(Exception):
 class _Call:
     """One request waiting for its reply. `done` is held until the I/O thread settles the call."""
 
-    __slots__ = ("correlation_id", "request", "routing_key", "done", "reply", "refusal")
+    __slots__ = ("correlation_id", "request", "routing_key", "done", "reply", "failure")
 
     def __init__(self, correlation_id: str, request: RelayedRequest, routing_key: str) -> None:
         self.correlation_id = correlation_id
@@ -92,7 +92,7 @@ class _Call:
         self.done = threading.Lock()
         self.done.acquire()
         self.reply: RelayedResponse | None = None
-        self.refusal: tuple[str, str] | None = None  # (metric reason, detail)
+        self.failure: tuple[str, str] | None = None  # (metric reason, detail)
 
 
 class RpcClient:
@@ -138,16 +138,14 @@ class RpcClient:
         if wake:
             self._wake_io_thread()
 
-        settled = call.done.acquire(timeout=max(0.0, deadline - time.monotonic()))
-        if not settled:
+        if not call.done.acquire(timeout=max(0.0, deadline - time.monotonic())):
             with self._lock:
                 self._calls.pop(call.correlation_id, None)
-            # The I/O thread may have settled the call between the timeout and the pop.
-            settled = call.reply is not None or call.refusal is not None
+            # A reply or failure the I/O thread set between the timeout and the pop still counts.
         if call.reply is not None:
             return call.reply
-        if call.refusal is not None:
-            reason, detail = call.refusal
+        if call.failure is not None:
+            reason, detail = call.failure
             raise BrokerUnavailable(reason, detail)
         raise ReplyTimeout(f"no reply for correlation id {call.correlation_id}")
 
@@ -361,10 +359,10 @@ class RpcClient:
         for tag in tags:
             correlation_id = self._unconfirmed.pop(tag, None)
             if nacked and correlation_id is not None:
-                self._refuse(correlation_id, ("nacked", f"the broker did not accept {correlation_id}"))
+                self._fail_call(correlation_id, ("nacked", f"the broker did not accept {correlation_id}"))
 
     def _on_return(self, channel, method, properties, body) -> None:
-        self._refuse(
+        self._fail_call(
             properties.correlation_id,
             ("unroutable", f"no queue took {properties.correlation_id}: {method.reply_text}"),
         )
@@ -391,11 +389,11 @@ class RpcClient:
             call.reply = RelayedResponse(status=502, headers=(), body=b"invalid reply from consumer")
         call.done.release()
 
-    def _refuse(self, correlation_id: str | None, refusal: tuple[str, str]) -> None:
+    def _fail_call(self, correlation_id: str | None, failure: tuple[str, str]) -> None:
         with self._lock:
             call = self._calls.pop(correlation_id, None) if correlation_id else None
         if call is not None:
-            call.refusal = refusal
+            call.failure = failure
             call.done.release()
 
     def _fail_unsettled(self, reason: str) -> None:
@@ -407,11 +405,11 @@ class RpcClient:
             detail = self._last_error
         self._settle_all(calls, (reason, detail), popped=True)
 
-    def _settle_all(self, calls: list[_Call], refusal: tuple[str, str], *, popped: bool = False) -> None:
+    def _settle_all(self, calls: list[_Call], failure: tuple[str, str], *, popped: bool = False) -> None:
         for call in calls:
             if not popped:
                 with self._lock:
                     if self._calls.pop(call.correlation_id, None) is None:
                         continue
-            call.refusal = refusal
+            call.failure = failure
             call.done.release()
