@@ -51,7 +51,7 @@ from buffer.feedback import FeedbackReporter
 from buffer.forward import Forwarder
 from buffer.messages import MessageError, RelayedResponse, decode_request, response_headers_table
 from buffer.schedule import ScheduleCache
-from buffer.topology import BROKER_ERRORS, declarations
+from buffer.topology import BROKER_ERRORS, connection_parameters, declarations
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +167,7 @@ class Consumer:
         return None
 
     async def _connect(self) -> BrokerLink:
-        parameters = pika.URLParameters(self.config.rabbitmq_url)
-        parameters.heartbeat = self.config.heartbeat
-        parameters.connection_attempts = 1
-        parameters.socket_timeout = 5.0
-        parameters.stack_timeout = 10.0
+        parameters = connection_parameters(self.config)
         link = await BrokerLink.open(parameters, schedule_key=self.config.schedule_key)
         # Set before consuming starts: deliveries arrive as soon as the first consumer is registered.
         self._link = link

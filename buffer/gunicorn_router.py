@@ -78,14 +78,13 @@ try:
     threads = _count("ROUTER_THREADS", 16)  # gthread only
     worker_connections = _count("ROUTER_WORKER_CONNECTIONS", 1000)  # gevent classes only
 
-    request_timeout = _seconds("REQUEST_TIMEOUT", 30.0)
+    # The whole configuration is checked here, in the master. Each worker reads it again in create_app().
+    request_timeout = BufferConfig.from_env().request_timeout
     # gunicorn kills a worker that is silent for this long, so it must exceed the request timeout.
     timeout = int(request_timeout + 30)
     # Every request ends by its deadline, so a worker that is stopped needs the
     # request timeout plus 2 s to finish. The process that stops the router must wait longer.
     graceful_timeout = math.ceil(_seconds("ROUTER_GRACEFUL_TIMEOUT", request_timeout + 2))
-
-    BufferConfig.from_env()  # each worker reads it again in create_app()
 except ValueError as error:  # ConfigError is a ValueError
     raise SystemExit(f"buffer router: invalid configuration: {error}") from None
 

@@ -53,7 +53,7 @@ from buffer.messages import (
     decode_response,
     request_headers_table,
 )
-from buffer.topology import declarations
+from buffer.topology import connection_parameters, declarations
 
 log = logging.getLogger(__name__)
 
@@ -230,11 +230,7 @@ class RpcClient:
     def _serve_one_connection(self) -> bool:
         """Open a connection and run its I/O loop until it closes; return whether it became ready."""
         self._ready_once = False
-        parameters = pika.URLParameters(self._config.rabbitmq_url)
-        parameters.heartbeat = self._config.heartbeat
-        parameters.connection_attempts = 1
-        parameters.socket_timeout = 5.0
-        parameters.stack_timeout = 10.0
+        parameters = connection_parameters(self._config)
         parameters.blocked_connection_timeout = max(1.0, self._config.request_timeout)
         try:
             self._connection = pika.SelectConnection(

@@ -40,6 +40,19 @@ def close_quietly(connection: pika.BlockingConnection | None) -> None:
         pass
 
 
+def connection_parameters(config: BufferConfig) -> pika.URLParameters:
+    """Return the parameters both sides connect with: one attempt, bounded by socket and handshake timeouts.
+
+    The caller retries with its own backoff, so pika makes a single attempt.
+    """
+    parameters = pika.URLParameters(config.rabbitmq_url)
+    parameters.heartbeat = config.heartbeat
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 5.0
+    parameters.stack_timeout = 10.0
+    return parameters
+
+
 def declarations(config: BufferConfig) -> list[tuple[str, dict]]:
     """Return the channel calls that declare the topology, in order, as (method name, keyword arguments).
 
