@@ -153,7 +153,7 @@ def _read_in_greenlet(
     except gevent.Timeout as fired:
         if fired is not timer:
             raise
-        _shut_read_side(sock)  # the server then sees end-of-file and closes the connection
+        _shut_read_side(sock)  # the server then reads end-of-file and closes the connection
         return b"", True
     finally:
         timer.close()

@@ -33,7 +33,7 @@ CLOSE_WAIT = 5.0  # seconds to wait for the broker to confirm a close
 
 
 class BrokerLink:
-    """An open AsyncioConnection with one channel, and the future that tells when it is lost."""
+    """An open AsyncioConnection with one channel, and the future resolved when it is lost."""
 
     def __init__(self, connection: AsyncioConnection, lost: asyncio.Future, *, schedule_key: str) -> None:
         self.connection = connection

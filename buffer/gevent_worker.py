@@ -2,8 +2,8 @@
 
 gevent's pywsgi handler waits for the next request on a keep-alive connection
 without any time limit, and gunicorn's `keepalive` setting does not reach it
-(gunicorn 27.0.1, gevent 26.9.0). An idle client connection then holds a
-greenlet and one of `worker_connections` until the client closes it, and a
+(gunicorn 27.0.1, gevent 26.9.0). An idle client connection then occupies a
+greenlet and one of `worker_connections` until the client closes it. A
 worker that receives SIGTERM keeps waiting for such connections until its
 graceful timeout ends and the master kills it.
 

@@ -290,7 +290,7 @@ def test_reply_with_other_correlation_id_is_discarded():
     assert call.reply.body == b"mine"
     assert call.done.acquire(blocking=False)
 
-    # A second reply to the same id (a redelivered copy answered twice) is discarded too.
+    # A second reply to the same id (two consumers replied to a redelivered copy) is discarded too.
     client._on_reply(None, None, pika.BasicProperties(correlation_id="wanted", headers=headers), b"again")
 
     assert call.reply.body == b"mine"
