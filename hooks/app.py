@@ -26,9 +26,9 @@ import time
 from datetime import UTC, datetime
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from werkzeug.exceptions import HTTPException
 
 from hooks.breaker import EngineCircuitBreaker
 from hooks.config import HookConfig
