@@ -121,7 +121,7 @@ def read_within(
     Without a socket (a server that does not expose it, or a test client) the
     read has no deadline. Errors of the read itself propagate unless the deadline caused them.
     """
-    if sock is not None and _gevent_patched():
+    if sock is not None and gevent_patched():
         return _read_in_greenlet(stream, size, sock=sock, deadline=deadline)
     token = BODY_WATCHDOG.watch(sock, deadline)
     try:
@@ -136,7 +136,8 @@ def read_within(
     return data, expired
 
 
-def _gevent_patched() -> bool:
+def gevent_patched() -> bool:
+    """Return True in a process where gevent has patched the socket module (gunicorn's gevent workers)."""
     monkey = sys.modules.get("gevent.monkey")
     return monkey is not None and monkey.is_module_patched("socket")
 

@@ -1,17 +1,22 @@
-"""Request-reply over RabbitMQ, shared by every request thread of a router process.
+"""Request-reply over RabbitMQ, shared by every request thread or greenlet of a router process.
 
-pika connections are not thread-safe, so one I/O thread per process owns the
-only connection: a pika `SelectConnection` with one channel in confirm mode
-and one consumer on the direct reply-to pseudo-queue `amq.rabbitmq.reply-to`.
-Request threads never touch pika. `RpcClient.call()` puts the request on an
-outbox, wakes the I/O thread with `add_callback_threadsafe` (the one
-thread-safe call pika offers) and waits on a lock of its own until the reply,
-a failure or the deadline. Under gunicorn's gevent worker the same code runs
-with greenlets in place of threads.
+Each router process has one connection with one channel in confirm mode and
+one consumer on the direct reply-to pseudo-queue `amq.rabbitmq.reply-to`.
+`RpcClient.call()` publishes the request and waits on a lock of its own until
+the reply, a failure or the deadline. How it publishes depends on the worker:
+
+- Threads (gunicorn's `gthread`): pika connections are not thread-safe, so an
+  I/O thread owns a pika `SelectConnection`. Request threads never touch pika.
+  They put the request on an outbox and wake the I/O thread with
+  `add_callback_threadsafe`, the one thread-safe call pika offers.
+- Greenlets (gunicorn's gevent workers): the connection is a
+  `buffer.gevent_amqp.GeventAmqpConnection`. All greenlets share one OS thread
+  and pika never yields inside a call, so each request greenlet publishes
+  itself, and a writer greenlet sends what they published in one system call.
 
 One connection per process, not one per thread, is what makes the router
-cheap under load. The I/O thread publishes every queued request in one pass,
-and pika writes them in one socket write. The broker handles one
+cheap under load. Requests published close together leave in one socket
+write. The broker handles one
 connection's frames instead of one per thread. Heartbeats flow even while
 the router is idle, so an idle connection does not go stale.
 
@@ -45,6 +50,7 @@ import pika.exceptions
 import pika.spec
 
 from buffer import metrics
+from buffer.body_deadline import gevent_patched
 from buffer.config import BufferConfig
 from buffer.messages import (
     MessageError,
@@ -110,6 +116,7 @@ class RpcClient:
         self._outbox: collections.deque[_Call] = collections.deque()
         self._wake_pending = False
         self._stop = threading.Event()
+        self._cooperative = False  # gevent patched this process: request greenlets publish themselves
         # Owned by the I/O thread:
         self._connection: pika.SelectConnection | None = None
         self._channel = None
@@ -135,7 +142,9 @@ class RpcClient:
             self._outbox.append(call)
             wake = not self._wake_pending
             self._wake_pending = True
-        if wake:
+        if self._cooperative:
+            self._flush_outbox()
+        elif wake:
             self._wake_io_thread()
 
         if not call.done.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -177,6 +186,7 @@ class RpcClient:
             if self._thread is not None and self._pid == os.getpid():
                 return
             self._pid = os.getpid()
+            self._cooperative = gevent_patched()
             self._stop.clear()
             self._calls.clear()
             self._outbox.clear()
@@ -232,8 +242,14 @@ class RpcClient:
         self._ready_once = False
         parameters = connection_parameters(self._config)
         parameters.blocked_connection_timeout = max(1.0, self._config.request_timeout)
+        if self._cooperative:
+            from buffer.gevent_amqp import GeventAmqpConnection  # imports gevent, which only its workers need
+
+            connection_class = GeventAmqpConnection
+        else:
+            connection_class = pika.SelectConnection
         try:
-            self._connection = pika.SelectConnection(
+            self._connection = connection_class(
                 parameters,
                 on_open_callback=self._on_connection_open,
                 on_open_error_callback=self._on_connection_open_error,
