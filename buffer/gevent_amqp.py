@@ -171,10 +171,12 @@ class GeventAmqpConnection(pika.connection.Connection):
                 return
             if not self._outgoing:
                 continue
-            data = b"".join(self._outgoing)
+            data = memoryview(b"".join(self._outgoing))
             self._outgoing.clear()
             try:
-                sock.sendall(data)
+                # A send loop, because gevent's sendall makes an extra system call per call.
+                while data:
+                    data = data[sock.send(data) :]
             except OSError as error:
                 log.debug("event=amqp_send_failed error=%r", error)
                 sock.close()  # the reader sees the failure and ends the stream

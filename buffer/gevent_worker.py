@@ -49,6 +49,27 @@ class IdleLimitHandler(PyWSGIHandler):
         finally:
             _waiting.discard(current)
 
+    def log_request(self):
+        # gunicorn's handler builds the access log entry before its logger checks
+        # whether access logging is on, which costs time on every request.
+        if self.server.log.access_log_enabled:
+            super().log_request()
+
+    def _sendall(self, data):
+        # gevent's sendall reads the socket's send buffer size (getsockopt) on
+        # every call. A response usually fits in one send, which needs no such read.
+        try:
+            sent = self.socket.send(data)
+            if sent < len(data):
+                self.socket.sendall(memoryview(data)[sent:])
+        except OSError as error:
+            # The same handling as pywsgi's own _sendall, so the access log shows the failure.
+            self.status = f"socket error: {error}"
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += len(data)
+
     def read_request(self, raw_requestline):
         # pywsgi responds 400 and closes the connection when this raises ValueError.
         error = ValueError(f"request headers timed out after {self.idle_timeout:g} s")

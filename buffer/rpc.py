@@ -59,6 +59,7 @@ from buffer.messages import (
     decode_response,
     request_headers_table,
 )
+from buffer.process_id import current_pid
 from buffer.topology import connection_parameters, declarations
 
 log = logging.getLogger(__name__)
@@ -180,12 +181,12 @@ class RpcClient:
     def _start(self) -> None:
         # Started on first use, in the process that serves requests: a thread started
         # before gunicorn forks its workers would not exist in them.
-        if self._thread is not None and self._pid == os.getpid():
+        if self._thread is not None and self._pid == current_pid():
             return
         with self._lock:
-            if self._thread is not None and self._pid == os.getpid():
+            if self._thread is not None and self._pid == current_pid():
                 return
-            self._pid = os.getpid()
+            self._pid = current_pid()
             self._cooperative = gevent_patched()
             self._stop.clear()
             self._calls.clear()

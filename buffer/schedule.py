@@ -20,7 +20,6 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -31,6 +30,7 @@ from datetime import datetime
 import requests
 
 from buffer.config import BufferConfig, FlavourSpec
+from buffer.process_id import current_pid
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +239,12 @@ class ScheduleCache:
     def _ensure_refresher(self) -> None:
         # A forked gunicorn worker inherits the object but not the thread, so the
         # owner pid tells whether this process already runs a refresher.
-        if self._owner_pid == os.getpid() or not self._config.engine_url:
+        if self._owner_pid == current_pid() or not self._config.engine_url:
             return
         with self._lock:
-            if self._owner_pid == os.getpid():
+            if self._owner_pid == current_pid():
                 return
-            self._owner_pid = os.getpid()
+            self._owner_pid = current_pid()
             self._thread = threading.Thread(target=self._run, name="schedule-refresher", daemon=True)
             self._thread.start()
 

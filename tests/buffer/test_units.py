@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import Counter
@@ -308,3 +309,20 @@ def test_log_limiter_counts_suppressed_lines(monkeypatch):
     assert limiter.admit("b") == 0
     clock[0] += 1.0
     assert limiter.admit("a") == 2
+
+
+def test_current_pid_follows_fork():
+    from buffer.process_id import current_pid
+
+    assert current_pid() == os.getpid()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports what it sees and exits without running pytest's teardown
+        os.write(write_end, f"{current_pid()} {os.getpid()}".encode())
+        os._exit(0)
+    os.close(write_end)
+    reported = os.read(read_end, 100).decode().split()
+    os.close(read_end)
+    os.waitpid(child, 0)
+    assert reported[0] == reported[1]
+    assert int(reported[0]) == child
