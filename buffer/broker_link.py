@@ -1,6 +1,6 @@
 """One AMQP connection and channel on an asyncio event loop, with awaitable channel calls.
 
-pika's `AsyncioConnection` reports every outcome through callbacks. `BrokerLink`
+A pika connection reports every outcome through callbacks. `BrokerLink`
 turns them into futures: `BrokerLink.open()` returns once the connection and
 its channel are open, and `call()` sends a channel method that has a reply
 (declare, bind, qos, consume, cancel) and returns the reply frame. The link
@@ -22,9 +22,9 @@ from typing import Any
 
 import pika
 import pika.exceptions
-from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel
 
+from buffer.asyncio_amqp import AsyncioAmqpConnection
 from buffer.topology import BROKER_ERRORS
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,9 @@ CLOSE_WAIT = 5.0  # seconds to wait for the broker to confirm a close
 
 
 class BrokerLink:
-    """An open AsyncioConnection with one channel, and the future resolved when it is lost."""
+    """An open AsyncioAmqpConnection with one channel, and the future resolved when it is lost."""
 
-    def __init__(self, connection: AsyncioConnection, lost: asyncio.Future, *, schedule_key: str) -> None:
+    def __init__(self, connection: AsyncioAmqpConnection, lost: asyncio.Future, *, schedule_key: str) -> None:
         self.connection = connection
         self.schedule_key = schedule_key  # for log lines
         self.channel: Channel | None = None
@@ -58,12 +58,12 @@ class BrokerLink:
         def on_close(connection, reason) -> None:
             _resolve(lost, reason)
 
-        connection = AsyncioConnection(
+        connection = AsyncioAmqpConnection(
             parameters,
             on_open_callback=on_open,
             on_open_error_callback=on_open_error,
             on_close_callback=on_close,
-            custom_ioloop=loop,
+            loop=loop,
         )
         link = cls(connection, lost, schedule_key=schedule_key)
         try:

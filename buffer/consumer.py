@@ -2,9 +2,10 @@
 
 Run it as `python -m buffer.consumer`; it reads the same environment as the
 router (`docs/buffer.md`). One thread runs one asyncio event loop, which does
-all the work. pika's `AsyncioConnection` receives deliveries on it, an
-aiohttp task on it forwards each request (`buffer.forward`), and that task
-publishes the reply and acks the message when the flavour has responded.
+all the work. A pika connection on it (`buffer.asyncio_amqp`) receives
+deliveries, an aiohttp task forwards each request (`buffer.forward`), and
+that task publishes the reply and acks the message when the flavour has
+responded.
 Nothing on the loop blocks, so heartbeats keep flowing while a flavour is
 slower than the heartbeat window, and no thread hands results to another.
 `stop()` is the only method meant for other threads and signal handlers.
