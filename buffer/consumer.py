@@ -12,6 +12,8 @@ slower than the heartbeat window, and no thread hands results to another.
 
 Each message is acknowledged only after its reply is published, so a consumer
 that dies mid-request leaves the message to be redelivered to another one.
+The acks of one loop pass leave together after the replies, and answered
+deliveries with consecutive tags share one multiple ack (`buffer.acks`).
 Replies are keyed by correlation id: a redelivered copy of a request this
 process is still forwarding or has recently replied to is acked without a
 second HTTP call, and the router drops any second reply from another process.
@@ -45,6 +47,7 @@ import pika
 import pika.exceptions
 
 from buffer import metrics
+from buffer.acks import ChannelAcks
 from buffer.broker_link import BrokerLink
 from buffer.config import BufferConfig, ConfigError, FlavourSpec, log_level
 from buffer.consumer_http import serve_consumer_http
@@ -78,10 +81,11 @@ class Consumer:
             config, component="consumer", on_fallback=metrics.CONSUMER_FALLBACK.set
         )
         self.feedback = feedback or FeedbackReporter(config)
-        self._inflight: dict[str, list] = {}  # correlation id -> [(channel, delivery tag)]
+        self._inflight: dict[str, list] = {}  # correlation id -> [(ChannelAcks, delivery tag)]
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()  # one per request being forwarded
         self._link: BrokerLink | None = None
+        self._acks: ChannelAcks | None = None  # the consuming channel's deliveries
         self._cap: int | None = None
         self._rng = random.Random(config.seed)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,6 +176,7 @@ class Consumer:
         link = await BrokerLink.open(parameters, schedule_key=self.config.schedule_key)
         # Set before consuming starts: deliveries arrive as soon as the first consumer is registered.
         self._link = link
+        self._acks = ChannelAcks(link.channel, asyncio.get_running_loop())
         try:
             # Declared on the consumer's own connection, so a reconnection needs no second
             # connection and never blocks the loop.
@@ -225,27 +230,33 @@ class Consumer:
         )
 
     def _on_message(self, channel, method, properties, body, *, flavour: FlavourSpec) -> None:
+        acks = self._acks
+        if acks is None or acks.channel is not channel:
+            # A delivery that arrives while its channel is closing: the broker redelivers it.
+            log.debug("event=delivery_ignored reason=channel_closing tag=%d", method.delivery_tag)
+            return
+        acks.delivered(method.delivery_tag)
         try:
             request = decode_request(properties, body)
             if not properties.reply_to or not properties.correlation_id:
                 raise MessageError("reply_to and correlation_id are required")
         except MessageError as error:
-            self._dead_letter(channel, method, flavour=flavour, error=error)
+            self._dead_letter(channel, method, acks, flavour=flavour, error=error)
             return
 
         correlation_id = properties.correlation_id
         if correlation_id in self._answered:
-            self._settle(channel, method.delivery_tag, flavour=flavour, outcome="duplicate")
+            self._settle(acks, method.delivery_tag, flavour=flavour, outcome="duplicate")
             return
         if correlation_id in self._inflight:
-            self._inflight[correlation_id].append((channel, method.delivery_tag))
+            self._inflight[correlation_id].append((acks, method.delivery_tag))
             return
         if request.expired():
-            self._settle(channel, method.delivery_tag, flavour=flavour, outcome="expired")
+            self._settle(acks, method.delivery_tag, flavour=flavour, outcome="expired")
             return
 
         target = self._target_flavour(request, flavour)
-        self._inflight[correlation_id] = [(channel, method.delivery_tag)]
+        self._inflight[correlation_id] = [(acks, method.delivery_tag)]
         metrics.CONSUMER_INFLIGHT.inc()
         log.debug(
             "event=forward schedule=%s flavour=%s correlation_id=%s",
@@ -290,17 +301,17 @@ class Consumer:
             correlation_id=correlation_id, headers=response_headers_table(response)
         )
         link.channel.basic_publish("", properties.reply_to, response.body, reply)
-        for channel, tag in deliveries:
-            # A delivery from a channel that has since closed is left to the broker's redelivery.
-            if channel.is_open:
-                channel.basic_ack(tag)
+        for acks, tag in deliveries:
+            # The ack leaves at the end of this loop pass, after the reply. A delivery
+            # from a channel that has closed by then is left to the broker's redelivery.
+            acks.ack(tag)
         self._remember(correlation_id)
         if response.status < 500:
             self.feedback.record(response.flavour or target.name)
         metrics.CONSUMER_MESSAGES.labels(flavour=target.name, outcome="answered").inc()
 
-    def _settle(self, channel, tag: int, *, flavour: FlavourSpec, outcome: str) -> None:
-        channel.basic_ack(tag)
+    def _settle(self, acks: ChannelAcks, tag: int, *, flavour: FlavourSpec, outcome: str) -> None:
+        acks.ack(tag)
         metrics.CONSUMER_MESSAGES.labels(flavour=flavour.name, outcome=outcome).inc()
         log.info(
             "event=message_skipped schedule=%s flavour=%s reason=%s",
@@ -309,8 +320,11 @@ class Consumer:
             outcome,
         )
 
-    def _dead_letter(self, channel, method, *, flavour: FlavourSpec, error: Exception) -> None:
+    def _dead_letter(
+        self, channel, method, acks: ChannelAcks, *, flavour: FlavourSpec, error: Exception
+    ) -> None:
         channel.basic_nack(method.delivery_tag, requeue=False)
+        acks.settled(method.delivery_tag)
         metrics.CONSUMER_MESSAGES.labels(flavour=flavour.name, outcome="dead_lettered").inc()
         log.error(
             "event=message_dead_lettered schedule=%s flavour=%s queue=%s error=%s",
@@ -330,6 +344,9 @@ class Consumer:
         self.ready.clear()
         metrics.CONSUMER_BROKER_CONNECTED.set(0)
         link, self._link = self._link, None
+        acks, self._acks = self._acks, None
+        if acks is not None:
+            acks.flush()  # the acks of replies already published leave before the close
         if link is not None:
             link.abort()
         return link
