@@ -72,7 +72,9 @@ class EngineCircuitBreaker:
                 self._probing = False
             if failure is not None:
                 if self._failure is None:
-                    log.warning("event=engine-calls-paused seconds=%g error=%s", self.cooldown_seconds, failure)
+                    log.warning(
+                        "event=engine-calls-paused seconds=%g error=%s", self.cooldown_seconds, failure
+                    )
                 self._failure = failure
                 self._open_until = self._monotonic() + self.cooldown_seconds
             elif self._failure is not None:

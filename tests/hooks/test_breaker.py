@@ -39,7 +39,9 @@ class SwitchableEngine(FakeEngine):
 
 
 def timed_out() -> EngineUnavailable:
-    return EngineUnavailable("PUT http://127.0.0.1:9/config/shop/checkout timed out after 3.0 s", unreachable=True)
+    return EngineUnavailable(
+        "PUT http://127.0.0.1:9/config/shop/checkout timed out after 3.0 s", unreachable=True
+    )
 
 
 CONFIGURATION = {

@@ -8,7 +8,8 @@ from tests.hooks.fakes import FakeEngine
 
 
 def rendered_deployment(config, component: str) -> dict:
-    response = sync(load_request("sync-first-three-flavours.json"), engine=FakeEngine(), config=config, now=NOW)
+    request = load_request("sync-first-three-flavours.json")
+    response = sync(request, engine=FakeEngine(), config=config, now=NOW)
     for child in response["children"]:
         if child["kind"] == "Deployment" and child["metadata"]["name"].endswith(f"-{component}"):
             return child

@@ -147,7 +147,8 @@ def test_bad_decimal_message_is_a_sentence():
 
 @pytest.mark.parametrize(("section", "value", "expected"), [
     ({"scheduler": {"creditWindow": "soon"}}, "soon",
-     'spec.scheduler.creditWindow: "soon" is not a duration; write seconds like 300 or a unit like 5m or 24h'),
+     'spec.scheduler.creditWindow: "soon" is not a duration; '
+     'write seconds like 300 or a unit like 5m or 24h'),
     ({"target": {"service": "shop", "replicas": {"max": "5.5"}}}, "5.5",
      'spec.target.replicas.max: "5.5" is not a whole number; write it like 10'),
     ({"target": {"service": "shop", "replicas": {"max": 5.5}}}, 5.5,
@@ -171,7 +172,8 @@ def test_every_crd_pattern_has_a_message():
 
 @pytest.mark.parametrize(("spec", "expected"), [
     ({"router": {"replicas": {"min": "0"}}}, 'spec.router.replicas.min: "0" is below the minimum 1'),
-    ({"target": {"service": "shop", "queueLength": "0"}}, 'spec.target.queueLength: "0" is below the minimum 1'),
+    ({"target": {"service": "shop", "queueLength": "0"}},
+     'spec.target.queueLength: "0" is below the minimum 1'),
     ({"router": {"cpuUtilization": "101"}}, 'spec.router.cpuUtilization: "101" is above the maximum 100'),
 ], ids=["replicas", "queue length", "cpu"])
 def test_whole_number_strings_are_range_checked(spec, expected):
