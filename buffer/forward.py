@@ -42,6 +42,7 @@ SKIPPED_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type")
 # Maximum length in bytes of a flavour response's status line and of each header field.
 # aiohttp's default is 8190. 65536 is http.client's line limit in Python 3.11 (`_MAXLINE`).
 MAX_HEADER_BYTES = 65536
+READ_BYTES = 65536  # the most one read of a flavour connection takes from its socket
 
 
 class Forwarder:
@@ -159,6 +160,7 @@ class Forwarder:
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
             ) as response:
+                _limit_read_size(response)
                 body = await response.read()
         except (TimeoutError, aiohttp.ClientError) as error:
             return None, error
@@ -170,6 +172,19 @@ class Forwarder:
         ]
         relayed = RelayedResponse(status=response.status, headers=end_to_end_headers(raw_headers), body=body)
         return relayed, None
+
+
+def _limit_read_size(response: aiohttp.ClientResponse) -> None:
+    # asyncio's socket transport reads with recv(256 KiB), which makes glibc
+    # allocate and free each read's buffer with mmap, mremap and munmap: three
+    # system calls per flavour response. Below glibc's default mmap threshold
+    # of 128 KiB the heap serves the buffer. A larger body takes more reads.
+    # NOTE: `max_size` is an attribute of CPython's transport, not a documented API;
+    # where it is missing, reads keep asyncio's default size.
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    if getattr(transport, "max_size", 0) > READ_BYTES:
+        transport.max_size = READ_BYTES
 
 
 def _error_response(status: int, message: str, flavour: FlavourSpec) -> RelayedResponse:

@@ -160,3 +160,19 @@ def test_path_without_slash_never_reaches_other_host(flavour_server, path):
     assert hits == []
     assert response.status == 400
     assert "must start with /" in json.loads(response.body)["error"]
+
+
+def test_large_body_survives_small_reads():
+    # Reads of a flavour connection take at most READ_BYTES, so this body needs several.
+    payload = bytes(range(256)) * 2048  # 512 KiB
+    app = Flask("large")
+    app.add_url_rule("/large", "large", lambda: Response(payload, content_type="application/octet-stream"))
+    server = LoopbackServer(app)
+    try:
+        config = make_config(flavour_urls={"high": server.url})
+        responses = forward_all(config, [replace(relayed("/large"), method="GET", body=b"")] * 2)
+    finally:
+        server.close()
+    assert [response.status for response in responses] == [200, 200]
+    assert [len(response.body) for response in responses] == [len(payload)] * 2
+    assert all(response.body == payload for response in responses)
