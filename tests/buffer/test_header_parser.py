@@ -1,0 +1,88 @@
+"""The router's header parser gives exactly what pywsgi's own parser gives, for plain and odd blocks."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+from gevent import pywsgi
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from buffer.gevent_worker import MAX_HEADERS, IdleLimitHandler
+
+BODY = b"body that must stay unread"
+
+
+def parse_both(block: bytes) -> tuple[tuple, tuple]:
+    """Parse `block` plus a body with both parsers; return what each produced and left unread."""
+    results = []
+    for parse in (IdleLimitHandler.MessageClass.__get__(object()), pywsgi.headers_factory):
+        stream = BytesIO(block + BODY)
+        try:
+            message = parse(stream)
+        except Exception as error:  # noqa: BLE001 - both must fail the same way
+            results.append((type(error).__name__, str(error)))
+            continue
+        results.append(
+            (
+                message.status,
+                list(message.items()),
+                list(message.headers),
+                message.typeheader,
+                message.getheader("content-length"),
+                stream.read(),
+            )
+        )
+    return results[0], results[1]
+
+
+def test_plain_block_matches():
+    block = b"Host: router\r\nContent-Type: application/json\r\nContent-Length: 12\r\nX-A:  spaced \r\n\r\n"
+    fast, standard = parse_both(block)
+    assert fast == standard
+    assert fast[1][1] == ("Content-Type", "application/json")
+
+
+def test_repeated_fields_keep_order():
+    fast, standard = parse_both(b"X-A: 1\r\nX-B: 2\r\nX-A: 3\r\n\r\n")
+    assert fast == standard
+    assert fast[1] == [("X-A", "1"), ("X-B", "2"), ("X-A", "3")]
+
+
+def test_odd_blocks_match():
+    blocks = [
+        b"X-A: one\r\n  folded\r\n\r\n",  # obsolete line folding
+        b"Bad Name: x\r\nHost: y\r\n\r\n",  # a space in the name ends the fields for the email parser
+        b": empty name\r\n\r\n",
+        b"X-A: a\rb\r\nHost: y\r\n\r\n",  # a lone carriage return
+        b"X-A: caf\xe9\r\n\r\n",
+        b"X-A: " + b"v" * 70000 + b"\r\n\r\n",  # longer than http.client's line limit
+        b"".join(b"X-%d: v\r\n" % number for number in range(MAX_HEADERS + 1)) + b"\r\n",
+        b"".join(b"X-%d: v\r\n" % number for number in range(MAX_HEADERS)) + b"\r\n",
+        b"X-A: no end",
+        b"\n",
+    ]
+    for block in blocks:
+        fast, standard = parse_both(block)
+        assert fast == standard, block[:80]
+
+
+header_bytes = st.binary(min_size=0, max_size=12).map(
+    lambda raw: bytes(b if b not in (10, 13) else 32 for b in raw)
+)
+header_line = st.one_of(
+    st.builds(
+        lambda name, value: name + b":" + value + b"\r\n",
+        st.sampled_from([b"X-A", b"Host", b"a_b", b""]),
+        header_bytes,
+    ),
+    st.builds(lambda raw: raw + b"\r\n", st.binary(max_size=16)),
+    st.sampled_from([b" folded\r\n", b"\tfolded\r\n", b"X: a\rb\r\n", b"X:\n"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(header_line, max_size=8))
+def test_random_blocks_match(lines):
+    fast, standard = parse_both(b"".join(lines) + b"\r\n")
+    assert fast == standard
