@@ -105,7 +105,7 @@ class Forwarder:
                 delay,
             )
             await asyncio.sleep(delay)
-        metrics.CONSUMER_FORWARD_LATENCY.labels(flavour=flavour.name).observe(time.monotonic() - started)
+        metrics.labelled(metrics.CONSUMER_FORWARD_LATENCY, flavour.name).observe(time.monotonic() - started)
 
         if reply is not None:
             return RelayedResponse(reply.status, reply.headers, reply.body, flavour.name)

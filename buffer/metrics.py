@@ -94,6 +94,23 @@ CONSUMER_FALLBACK = Gauge(
 )
 
 
+_children: dict[tuple, object] = {}
+
+
+def labelled(metric, *values: str):
+    """Return `metric.labels(*values)`, cached for the calls made on every request.
+
+    `labels()` validates the values and takes a lock on each call. It returns
+    the same child object for the same values, so the cache changes nothing
+    but the cost. The label values come from fixed sets, which bounds it.
+    """
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 def method_label(method: str) -> str:
     upper = method.upper()
     return upper if upper in METHODS else "other"

@@ -232,10 +232,10 @@ def _handle(router: Router) -> Response:
         response.headers.update(error.headers)
 
     status_class = metrics.status_class(response.status_code)
-    metrics.ROUTER_INGRESS.labels(method=method, status_class=status_class).inc()
+    metrics.labelled(metrics.ROUTER_INGRESS, method, status_class).inc()
     if flavour_label != "none":
-        metrics.ROUTER_REQUESTS.labels(flavour=flavour_label, method=method, status_class=status_class).inc()
-        metrics.ROUTER_LATENCY.labels(flavour=flavour_label).observe(time.monotonic() - started)
+        metrics.labelled(metrics.ROUTER_REQUESTS, flavour_label, method, status_class).inc()
+        metrics.labelled(metrics.ROUTER_LATENCY, flavour_label).observe(time.monotonic() - started)
     return response
 
 

@@ -326,3 +326,15 @@ def test_current_pid_follows_fork():
     os.waitpid(child, 0)
     assert reported[0] == reported[1]
     assert int(reported[0]) == child
+
+
+def test_labelled_returns_the_labels_child():
+    from buffer import metrics
+
+    child = metrics.labelled(metrics.ROUTER_LATENCY, "high")
+    assert child is metrics.ROUTER_LATENCY.labels(flavour="high")
+    assert metrics.labelled(metrics.ROUTER_LATENCY, "high") is child
+    before = REGISTRY.get_sample_value("router_request_duration_seconds_count", {"flavour": "high"}) or 0
+    child.observe(0.01)
+    after = REGISTRY.get_sample_value("router_request_duration_seconds_count", {"flavour": "high"})
+    assert after == before + 1
