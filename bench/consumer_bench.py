@@ -19,6 +19,8 @@ so two versions can be compared on one machine, for example:
     .venv/bin/python bench/consumer_bench.py --source /tmp/old
 
 With `--source` the runs alternate between that checkout and this one.
+A checkout from before message format version 2 dead-letters version 2
+requests, so compare it with `--format-version 1`.
 The publisher, the flavour and the consumer share the machine's cores.
 
 Run: `.venv/bin/python bench/consumer_bench.py [--runs N] [--duration S]`.
@@ -44,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from buffer.config import DEFAULT_RABBITMQ_URL, BufferConfig, FlavourSpec  # noqa: E402
-from buffer.messages import RelayedRequest, request_headers_table  # noqa: E402
+from buffer.messages import FORMAT_VERSION, RelayedRequest, request_headers_table  # noqa: E402
 from buffer.topology import declare_topology, delete_topology  # noqa: E402
 
 PAYLOAD = json.dumps({"numbers": list(range(100))}).encode()
@@ -128,7 +130,9 @@ def measure(args: argparse.Namespace, *, source: Path, flavour_port: int) -> dic
             deadline_ms=int((time.time() + 30) * 1000),
         )
         properties = pika.BasicProperties(
-            reply_to=REPLY_TO, correlation_id=uuid.uuid4().hex, headers=request_headers_table(request)
+            reply_to=REPLY_TO,
+            correlation_id=uuid.uuid4().hex,
+            headers=request_headers_table(request, version=args.format_version),
         )
         channel.basic_publish("", queue, PAYLOAD, properties)
 
@@ -176,6 +180,13 @@ def main() -> int:
     parser.add_argument("--prefetch", type=int, default=32, help="consumer prefetch (default 32)")
     parser.add_argument(
         "--source", type=Path, help="checkout whose buffer/ package the compared consumer runs from"
+    )
+    parser.add_argument(
+        "--format-version",
+        type=int,
+        choices=(1, 2),
+        default=FORMAT_VERSION,
+        help=f"message format version of the published requests (default {FORMAT_VERSION})",
     )
     parser.add_argument(
         "--rabbitmq-url", default=os.environ.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL), help="broker URL"

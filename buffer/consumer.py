@@ -288,17 +288,26 @@ class Consumer:
             response = RelayedResponse(502, (), b"consumer failed to forward the request", target.name)
         deliveries = self._inflight.pop(correlation_id, [])
         metrics.CONSUMER_INFLIGHT.dec()
-        self._reply(properties, response, target, deliveries)
+        self._reply(properties, response, target, deliveries, format_version=request.format_version)
 
-    def _reply(self, properties, response: RelayedResponse, target: FlavourSpec, deliveries: list) -> None:
+    def _reply(
+        self,
+        properties,
+        response: RelayedResponse,
+        target: FlavourSpec,
+        deliveries: list,
+        *,
+        format_version: int,
+    ) -> None:
         correlation_id = properties.correlation_id
         link = self._link
         if link is None or not link.is_open:
             # The deliveries belong to a closed channel and will be redelivered.
             log.info("event=reply_dropped reason=channel_closed correlation_id=%s", correlation_id)
             return
+        # The reply uses the request's format version, which the router that sent it reads.
         reply = pika.BasicProperties(
-            correlation_id=correlation_id, headers=response_headers_table(response)
+            correlation_id=correlation_id, headers=response_headers_table(response, version=format_version)
         )
         link.channel.basic_publish("", properties.reply_to, response.body, reply)
         for acks, tag in deliveries:

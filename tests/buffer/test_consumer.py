@@ -1,7 +1,8 @@
-"""Consumer behaviour: dead letters, duplicates, throttle, evaluator and feedback."""
+"""Consumer behaviour: dead letters, duplicates, throttle, evaluator, feedback and reply format."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from buffer.consumer import Consumer
-from buffer.messages import RelayedRequest, request_headers_table
+from buffer.messages import RelayedRequest, decode_response, request_headers_table
 from buffer.rpc import REPLY_TO
 from tests.buffer.helpers import decision, make_config, wait_for
 
@@ -148,9 +149,70 @@ def test_consumer_evaluator_redraws_unforced_requests(make_stack, engine):
     finally:
         connection.close()
 
-    served = {p.correlation_id: p.headers["cr-flavour"] for p, _ in replies}
+    served = {p.correlation_id: decode_response(p, body).flavour for p, body in replies}
     assert served["forced-False"] == "low"
     assert served["forced-True"] == "high"
+
+
+def hand_built_request_table(version: int, *, deadline_ms: int) -> dict:
+    """Return the header table of `GET /echo?probe=1` as a router of that format version writes it."""
+    if version == 1:
+        return {
+            "cr-version": 1,
+            "cr-method": "GET",
+            "cr-path": "/echo",
+            "cr-query": "probe=1",
+            "cr-headers": json.dumps([["X-Probe", "v1"]]),
+            "cr-flavour": "high",
+            "cr-forced": 0,
+            "cr-deadline": deadline_ms,
+        }
+    fields = {
+        "version": 2,
+        "method": "GET",
+        "path": "/echo",
+        "query": "probe=1",
+        "headers": [["X-Probe", "v2"]],
+        "flavour": "high",
+        "forced": False,
+        "deadline": deadline_ms,
+    }
+    return {"cr": json.dumps(fields)}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_reply_uses_request_format_version(make_stack, engine, version):
+    engine.decision = decision({"high": 100, "mid": 0, "low": 0})
+    stack = make_stack()
+    assert stack.consumer.ready.wait(timeout=5)
+    table = hand_built_request_table(version, deadline_ms=int((time.time() + 30) * 1000))
+    connection, channel = open_channel(stack.config)
+    try:
+        replies = collect_replies(channel)
+        properties = pika.BasicProperties(
+            reply_to=REPLY_TO, correlation_id=f"format-{version}", headers=table
+        )
+        channel.basic_publish("", stack.config.queue_for(stack.config.flavours[0]), b"", properties)
+        assert wait_for(lambda: (pump(connection, seconds=0.1), len(replies) == 1)[1], timeout=5)
+    finally:
+        connection.close()
+
+    reply, body = replies[0]
+    if version == 1:
+        assert set(reply.headers) == {"cr-version", "cr-status", "cr-headers", "cr-flavour"}
+        assert reply.headers["cr-version"] == 1
+        assert reply.headers["cr-status"] == 200
+    else:
+        assert set(reply.headers) == {"cr"}
+        fields = json.loads(reply.headers["cr"])
+        assert fields["version"] == 2
+        assert fields["status"] == 200
+    response = decode_response(reply, body)
+    assert response.flavour == "high"
+    echoed = json.loads(response.body)
+    assert echoed["path"] == "/echo"
+    assert echoed["query"] == "probe=1"
+    assert echoed["headers"]["x-probe"] == f"v{version}"
 
 
 def test_feedback_reports_served_counts(make_stack, engine):
@@ -250,7 +312,7 @@ def test_stop_from_other_thread_finishes_forward(make_stack, engine, flavour_loa
         assert not thread.is_alive()
         assert not consumer.ready.is_set()
         assert replies[0][0].correlation_id == "stopped-mid-forward"
-        assert replies[0][0].headers["cr-status"] == 200
+        assert decode_response(*replies[0]).status == 200
         # Acked before the connection closed: an unacked message would be back in the queue.
         assert channel.queue_declare(queue, passive=True).method.message_count == 0
     finally:
