@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from urllib.parse import quote, urlsplit
@@ -40,6 +41,9 @@ from buffer.topology import routing_key
 log = logging.getLogger(__name__)
 
 FORCE_HEADER = "x-carbonrouter"
+# A line break inside a header value, which pywsgi keeps from obsolete line folding.
+# RFC 9112 section 5.2 lets a server replace each fold with a space before forwarding.
+_LINE_FOLD = re.compile(r"[ \t]*(?:\r\n|\r|\n)[ \t]*")
 ROUTED_METHODS = sorted(metrics.METHODS)
 
 
@@ -239,12 +243,18 @@ def _handle(router: Router) -> Response:
     return response
 
 
+def _unfold(value: str) -> str:
+    if "\n" not in value and "\r" not in value:
+        return value  # the usual case, without the cost of a regex search
+    return _LINE_FOLD.sub(" ", value)
+
+
 def _relayed_request(
     config: BufferConfig, *, flavour: FlavourSpec, forced: bool, started: float
 ) -> RelayedRequest:
     body = _read_body(config, deadline=started + config.request_timeout)
     headers = tuple(
-        (key, value)
+        (key, _unfold(value))
         for key, value in end_to_end_headers(request.headers.items(), keep_content_encoding=True)
         if key.lower() != FORCE_HEADER
     )

@@ -244,6 +244,21 @@ def test_absolute_form_target_relays_its_path(small_router):
     assert echoed["query"] == "x=1"
 
 
+def test_folded_header_gets_400_or_unfolded(small_router):
+    # gunicorn's parser rejects obsolete line folding with 400. pywsgi's keeps the line break
+    # in the value, which the consumer's aiohttp would reject with 502, so the router unfolds it.
+    with socket.create_connection(("127.0.0.1", small_router)) as sock:
+        sock.sendall(
+            b"GET /echo HTTP/1.1\r\nHost: router\r\nX-Folded: one\r\n  two\r\nConnection: close\r\n\r\n"
+        )
+        response = read_response(sock, timeout=5)
+    head, _, body = response.partition(b"\r\n\r\n")
+
+    assert head.startswith((b"HTTP/1.1 200", b"HTTP/1.1 400")), head[:80]
+    if head.startswith(b"HTTP/1.1 200"):
+        assert json.loads(body)["headers"]["x-folded"] == "one two"
+
+
 def open_idle_keepalive(port: int) -> socket.socket:
     """Send one keep-alive request, read its whole response and leave the connection idle."""
     sock = socket.create_connection(("127.0.0.1", port))
