@@ -40,7 +40,7 @@ import pika.connection
 import pika.exceptions
 import pika.tcp_socket_opts
 
-RECEIVE_BYTES = 131072  # the most one read takes from the socket
+RECEIVE_BYTES = 131072  # maximum bytes one read takes from the socket
 
 
 class AsyncioAmqpConnection(pika.connection.Connection):

@@ -12,7 +12,7 @@ slower than the heartbeat window, and no thread hands results to another.
 
 Each message is acknowledged only after its reply is published, so a consumer
 that dies mid-request leaves the message to be redelivered to another one.
-The acks of one loop pass leave together after the replies, and answered
+The acks of one loop pass leave together after the replies, and replied-to
 deliveries with consecutive tags share one multiple ack (`buffer.acks`).
 Replies are keyed by correlation id: a redelivered copy of a request this
 process is still forwarding or has recently replied to is acked without a

@@ -42,7 +42,7 @@ SKIPPED_AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type")
 # Maximum length in bytes of a flavour response's status line and of each header field.
 # aiohttp's default is 8190. 65536 is http.client's line limit in Python 3.11 (`_MAXLINE`).
 MAX_HEADER_BYTES = 65536
-READ_BYTES = 65536  # the most one read of a flavour connection takes from its socket
+READ_BYTES = 65536  # maximum bytes one read of a flavour connection takes from its socket
 
 
 class Forwarder:

@@ -65,6 +65,10 @@ HOP_BY_HOP = frozenset(
 )
 
 
+# A request keeps `Content-Encoding`, because its body is relayed still encoded.
+_REQUEST_HOP_BY_HOP = HOP_BY_HOP - {"content-encoding"}
+
+
 class MessageError(ValueError):
     """A message that lacks a field or has a field of the wrong type, so it cannot be processed."""
 
@@ -111,17 +115,16 @@ def end_to_end_headers(
     `Content-Encoding` is dropped too unless `keep_content_encoding` is set,
     which a request needs because its body is relayed still encoded.
     """
-    pairs = list(pairs)
-    dropped = HOP_BY_HOP - {"content-encoding"} if keep_content_encoding else HOP_BY_HOP
-    named = set()
+    dropped = _REQUEST_HOP_BY_HOP if keep_content_encoding else HOP_BY_HOP
+    kept = []
+    named = ()
     for key, value in pairs:
-        if key.lower() == "connection":
-            named.update(token.strip().lower() for token in value.split(","))
-    return tuple(
-        (key, value)
-        for key, value in pairs
-        if key.lower() not in dropped and key.lower() not in named
-    )
+        lower = key.lower()
+        if lower == "connection":
+            named = {token.strip().lower() for token in value.split(",")} | set(named)
+        if lower not in dropped:
+            kept.append((key, value, lower))
+    return tuple((key, value) for key, value, lower in kept if lower not in named)
 
 
 def request_headers_table(request: RelayedRequest, *, version: int = FORMAT_VERSION) -> dict:

@@ -211,3 +211,36 @@ def config_env(config: BufferConfig, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+class ConnectionCallbacks:
+    """Every callback a pika connection made, in order; subclasses add the event a test waits on."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def opened(self, connection) -> None:
+        self._record("open", connection)
+
+    def open_failed(self, connection, error) -> None:
+        self._record("open_error", error)
+
+    def closed(self, connection, reason) -> None:
+        self._record("close", reason)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def _record(self, name: str, value: object) -> None:
+        self.calls.append((name, value))
+        self.changed.set()
+
+
+def adapter_parameters(url: str, **settings) -> pika.URLParameters:
+    """Return connection parameters for one attempt with short timeouts, as the adapter tests use."""
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = settings.get("socket_timeout", 2.0)
+    parameters.stack_timeout = settings.get("stack_timeout", 5.0)
+    parameters.heartbeat = settings.get("heartbeat", 30)
+    return parameters

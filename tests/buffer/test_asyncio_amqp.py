@@ -19,7 +19,7 @@ import pika.exceptions
 import pytest
 
 from buffer.asyncio_amqp import AsyncioAmqpConnection
-from tests.buffer.helpers import RABBITMQ_URL, free_port
+from tests.buffer.helpers import RABBITMQ_URL, ConnectionCallbacks, adapter_parameters, free_port
 from tests.buffer.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
@@ -27,28 +27,12 @@ pytestmark = pytest.mark.rabbitmq
 SETTLE = 0.3  # seconds to wait for a second callback that must not come
 
 
-class Outcomes:
-    """Every callback the connection made, in order, and an event set by each."""
+class Outcomes(ConnectionCallbacks):
+    """Every callback the connection made, in order, and an asyncio event set by each."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, object]] = []
+        super().__init__()
         self.changed = asyncio.Event()
-
-    def opened(self, connection) -> None:
-        self._record("open", connection)
-
-    def open_failed(self, connection, error) -> None:
-        self._record("open_error", error)
-
-    def closed(self, connection, reason) -> None:
-        self._record("close", reason)
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def _record(self, name: str, value: object) -> None:
-        self.calls.append((name, value))
-        self.changed.set()
 
     async def wait(self, timeout: float = 5.0) -> None:
         try:
@@ -59,13 +43,8 @@ class Outcomes:
 
 
 def connect(url: str, outcomes: Outcomes, **settings) -> AsyncioAmqpConnection:
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = settings.get("socket_timeout", 2.0)
-    parameters.stack_timeout = settings.get("stack_timeout", 5.0)
-    parameters.heartbeat = settings.get("heartbeat", 30)
     return AsyncioAmqpConnection(
-        parameters,
+        adapter_parameters(url, **settings),
         on_open_callback=outcomes.opened,
         on_open_error_callback=outcomes.open_failed,
         on_close_callback=outcomes.closed,

@@ -17,32 +17,16 @@ import pika
 import pika.exceptions
 
 from buffer.gevent_amqp import GeventAmqpConnection
-from tests.buffer.helpers import RABBITMQ_URL, free_port
+from tests.buffer.helpers import RABBITMQ_URL, ConnectionCallbacks, adapter_parameters, free_port
 from tests.buffer.tcp_proxy import TcpProxy
 
 
-class Outcomes:
-    """Every callback the connection made, in order, and an event set by the first."""
+class Outcomes(ConnectionCallbacks):
+    """Every callback the connection made, in order, and a gevent event set by each."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, object]] = []
+        super().__init__()
         self.changed = gevent.event.Event()
-
-    def opened(self, connection) -> None:
-        self._record("open", connection)
-
-    def open_failed(self, connection, error) -> None:
-        self._record("open_error", error)
-
-    def closed(self, connection, reason) -> None:
-        self._record("close", reason)
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def _record(self, name: str, value: object) -> None:
-        self.calls.append((name, value))
-        self.changed.set()
 
     def wait(self, timeout: float = 5.0) -> None:
         assert self.changed.wait(timeout), "no connection callback within the timeout"
@@ -50,13 +34,8 @@ class Outcomes:
 
 
 def connect(url: str, outcomes: Outcomes, **settings) -> GeventAmqpConnection:
-    parameters = pika.URLParameters(url)
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = settings.get("socket_timeout", 2.0)
-    parameters.stack_timeout = settings.get("stack_timeout", 5.0)
-    parameters.heartbeat = settings.get("heartbeat", 30)
     return GeventAmqpConnection(
-        parameters,
+        adapter_parameters(url, **settings),
         on_open_callback=outcomes.opened,
         on_open_error_callback=outcomes.open_failed,
         on_close_callback=outcomes.closed,

@@ -317,7 +317,7 @@ def test_current_pid_follows_fork():
     assert current_pid() == os.getpid()
     read_end, write_end = os.pipe()
     child = os.fork()
-    if child == 0:  # the child reports what it sees and exits without running pytest's teardown
+    if child == 0:  # the child writes both ids and exits without running pytest's teardown
         os.write(write_end, f"{current_pid()} {os.getpid()}".encode())
         os._exit(0)
     os.close(write_end)
