@@ -305,3 +305,36 @@ def test_sigterm_with_idle_keepalive_stops_promptly(make_stack, engine, tmp_path
     # worker for its graceful timeout of 12 s.
     assert elapsed < 3.0
     assert "Worker graceful timeout" not in (tmp_path / "gunicorn.log").read_text()
+
+
+SMUGGLED = b"GET /echo?smuggled=1 HTTP/1.1\r\nHost: router\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"Bad Name: x\r\nContent-Length: %d\r\n",  # pywsgi alone would drop the Content-Length
+        b"X-A : v\r\nContent-Length: %d\r\n",
+        b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n",
+        b"Content-Length: %d\r\nContent-Length: 0\r\n",
+        b"Content-Length: +%d\r\n",
+        b"Transfer-Encoding: identity\r\nContent-Length: %d\r\n",
+    ],
+    ids=["space-in-name", "space-before-colon", "te-and-cl", "two-cl", "signed-cl", "te-identity"],
+)
+def test_ambiguous_framing_gets_400_and_nothing_smuggled(small_router, fields):
+    # The body is a whole second request: a parser that misreads the framing would answer it too.
+    head = b"POST /echo HTTP/1.1\r\nHost: router\r\n" + fields.replace(b"%d", b"%d" % len(SMUGGLED))
+    with socket.create_connection(("127.0.0.1", small_router)) as sock:
+        sock.sendall(head + b"\r\n" + SMUGGLED)
+        sock.settimeout(5)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+
+    assert received.startswith(b"HTTP/1.1 400"), received[:80]
+    assert received.count(b"HTTP/1.1 ") == 1, received[:300]
+    assert b"smuggled" not in received
