@@ -46,6 +46,7 @@ class BufferConfig:
     # Router
     request_timeout: float = 30.0
     max_body_bytes: int = 1024 * 1024
+    max_unconfirmed_bytes: int = 64 * 1024 * 1024  # 0: no limit
     forcing_enabled: bool = True
     heartbeat: int = 30
     schedule_retry: float = 5.0
@@ -110,6 +111,13 @@ class BufferConfig:
         for key, value in at_least_zero.items():
             if value < 0:
                 raise ConfigError(f"{key}={value:g} is invalid: it must be 0 or more")
+        # Below MAX_BODY_BYTES the limit could not hold, because a request is
+        # always published when nothing else is unconfirmed, however large it is.
+        if self.max_unconfirmed_bytes != 0 and self.max_unconfirmed_bytes < self.max_body_bytes:
+            raise ConfigError(
+                f"MAX_UNCONFIRMED_BYTES={self.max_unconfirmed_bytes} is invalid: set it to at least "
+                f"MAX_BODY_BYTES={self.max_body_bytes}, or to 0 for no limit"
+            )
         # A zero period would make the background loops call the engine without pause.
         positive = {
             "FEEDBACK_INTERVAL_SECONDS": self.feedback_interval,
@@ -185,6 +193,7 @@ class BufferConfig:
             engine_url=reader.text("ENGINE_URL", "").rstrip("/"),
             request_timeout=reader.number("REQUEST_TIMEOUT", 30.0),
             max_body_bytes=int(reader.number("MAX_BODY_BYTES", 1024 * 1024)),
+            max_unconfirmed_bytes=int(reader.number("MAX_UNCONFIRMED_BYTES", 64 * 1024 * 1024)),
             forcing_enabled=reader.flag("FORCING_ENABLED", True),
             heartbeat=int(reader.number("RABBITMQ_HEARTBEAT", 30)),
             schedule_retry=reader.number("SCHEDULE_RETRY_SECONDS", 5.0),

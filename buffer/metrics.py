@@ -51,7 +51,7 @@ ROUTER_FALLBACK = Gauge(
 ROUTER_BROKER_ERRORS = Counter(
     "router_broker_errors_total",
     "Requests that got 503 or 504 because of the broker, by reason "
-    "(connect, connection_lost, unroutable, nacked, timeout).",
+    "(connect, connection_lost, unroutable, nacked, backlog, timeout).",
     ["reason"],
 )
 ROUTER_STALE_REPLIES = Counter(

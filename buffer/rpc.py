@@ -27,6 +27,19 @@ ack: the broker acks a persistent message only once it is on disk or
 consumed, which took 1.5-4 ms on a busy development machine, while the reply
 proves that the message was routed and consumed.
 
+Confirms also bound the memory that a frozen broker (process stopped, socket
+still open) makes the router hold. pika notices such a broker only when
+heartbeats time out, and until then every publish adds its frames to the
+connection's outgoing buffer. The client therefore counts the bytes of the
+publishes on the current channel that the broker has not confirmed yet. A
+publish that would take the count over `MAX_UNCONFIRMED_BYTES` is not made,
+unless nothing else is unconfirmed. Its call fails at once with
+`BrokerUnavailable` reason `backlog`, which the router turns into 503. The
+count needs no lock. With threads, only the I/O thread publishes and receives
+confirms. With greenlets, request greenlets publish and the reader greenlet
+receives confirms, all in one OS thread. pika never yields inside a call, so
+no other greenlet runs between the check and the publish.
+
 A reply whose correlation id no call is waiting for belongs to a call that
 already timed out, or is a second reply to a redelivered message. Such a
 reply is discarded and counted, so each call receives at most one reply.
@@ -42,6 +55,7 @@ import collections
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -53,6 +67,7 @@ from buffer import metrics
 from buffer.body_deadline import gevent_patched
 from buffer.config import BufferConfig
 from buffer.messages import (
+    FORMAT_HEADER,
     MessageError,
     RelayedRequest,
     RelayedResponse,
@@ -67,6 +82,11 @@ log = logging.getLogger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"
 RECONNECT_DELAY_MIN = 0.25  # seconds before the first reconnect attempt, doubled after each failure
 RECONNECT_DELAY_MAX = 2.0
+# Bytes counted per publish on top of the body and the `cr` header, an estimate
+# of the frames and the other properties. pika 1.4 marshals those into at most
+# 380 bytes when the namespace and service names have up to 63 characters each,
+# plus 8 bytes per body frame of up to 128 KiB. So the estimate covers bodies up to 2 MiB.
+MESSAGE_OVERHEAD_BYTES = 512
 
 # States of the shared connection.
 CONNECTING = "connecting"  # an attempt is in progress: calls wait for it
@@ -121,7 +141,9 @@ class RpcClient:
         # Owned by the I/O thread:
         self._connection: pika.SelectConnection | None = None
         self._channel = None
-        self._unconfirmed: dict[int, str] = {}  # delivery tag -> correlation id
+        self._unconfirmed: dict[int, tuple[str, int]] = {}  # delivery tag -> (correlation id, bytes)
+        self._unconfirmed_bytes = 0  # sum of the bytes in `_unconfirmed`
+        self._max_unconfirmed_bytes = config.max_unconfirmed_bytes or sys.maxsize
         self._published = 0  # delivery tag of the last publish on the current channel
         self._ready_once = False  # whether the current connection became ready
         # Correlation ids are a random per-process prefix plus a counter: unique
@@ -291,6 +313,7 @@ class RpcClient:
     def _on_channel_open(self, channel) -> None:
         self._channel = channel
         self._unconfirmed.clear()
+        self._unconfirmed_bytes = 0
         self._published = 0
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
@@ -348,30 +371,52 @@ class RpcClient:
         if call.correlation_id not in self._calls:
             return  # the call timed out while it was queued
         request = call.request
+        headers = request_headers_table(request)
+        size = len(request.body) + len(headers[FORMAT_HEADER]) + MESSAGE_OVERHEAD_BYTES
+        backlog = self._unconfirmed_bytes + size
+        if backlog > self._max_unconfirmed_bytes and self._unconfirmed_bytes:
+            self._reject_over_backlog(call, size)
+            return
         properties = pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent,
             reply_to=REPLY_TO,
             correlation_id=call.correlation_id,
-            headers=request_headers_table(request),
+            headers=headers,
         )
         self._channel.basic_publish(
             self._config.exchange, call.routing_key, request.body, properties, mandatory=True
         )
         self._published += 1
-        self._unconfirmed[self._published] = call.correlation_id
+        self._unconfirmed[self._published] = (call.correlation_id, size)
+        self._unconfirmed_bytes = backlog
+
+    def _reject_over_backlog(self, call: _Call, size: int) -> None:
+        # The router logs the failure, rate-limited, with this detail.
+        detail = (
+            f"{self._unconfirmed_bytes} bytes of earlier publishes are not confirmed by the broker yet, "
+            f"and {size} more would exceed MAX_UNCONFIRMED_BYTES={self._max_unconfirmed_bytes}"
+        )
+        self._fail_call(call.correlation_id, ("backlog", detail))
 
     def _on_confirm(self, frame) -> None:
-        # Acks need no action, because the reply is what the call waits for.
-        # A nack fails the calls it covers at once.
+        # Every confirm frees the bytes of the publishes it covers. Acks need no
+        # other action, because the reply is what the call waits for. A nack
+        # fails the calls it covers at once.
         method = frame.method
         if method.multiple:
-            tags = [tag for tag in self._unconfirmed if tag <= method.delivery_tag]
+            # Tags enter `_unconfirmed` in increasing order, so the covered ones come first.
+            last = method.delivery_tag
+            tags = list(itertools.takewhile(lambda tag: tag <= last, self._unconfirmed))
         else:
             tags = [method.delivery_tag]
         nacked = isinstance(method, pika.spec.Basic.Nack)
         for tag in tags:
-            correlation_id = self._unconfirmed.pop(tag, None)
-            if nacked and correlation_id is not None:
+            entry = self._unconfirmed.pop(tag, None)
+            if entry is None:
+                continue
+            correlation_id, size = entry
+            self._unconfirmed_bytes -= size
+            if nacked:
                 self._fail_call(correlation_id, ("nacked", f"the broker did not accept {correlation_id}"))
 
     def _on_return(self, channel, method, properties, body) -> None:

@@ -40,6 +40,7 @@ def test_config_from_env_defaults():
     assert config.queue_for(config.flavours[1]) == "default.carbonstat.queue.precision-50"
     assert config.most_precise.name == "high"
     assert config.consumer_metrics_bind == "0.0.0.0"
+    assert config.max_unconfirmed_bytes == 64 * 1024 * 1024
 
 
 def test_config_from_env_reads_every_override():
@@ -50,6 +51,7 @@ def test_config_from_env_reads_every_override():
         REQUEST_TIMEOUT="8",
         FORWARD_TIMEOUT="6",
         MAX_BODY_BYTES="512",
+        MAX_UNCONFIRMED_BYTES="4096",
         FORCING_ENABLED="false",
         CONSUMER_PREFETCH="4",
         FLAVOUR_URLS="high=http://127.0.0.1:1/,low=http://127.0.0.1:3",
@@ -61,6 +63,7 @@ def test_config_from_env_reads_every_override():
     assert config.exchange == "shop.api"
     assert config.forward_timeout == 6.0
     assert config.max_body_bytes == 512
+    assert config.max_unconfirmed_bytes == 4096
     assert config.forcing_enabled is False
     assert config.prefetch == 4
     assert config.flavour_urls == {"high": "http://127.0.0.1:1", "low": "http://127.0.0.1:3"}
@@ -92,6 +95,11 @@ def test_config_from_env_reads_every_override():
         (dict(BASE_ENV, ROUTER_SEED="abc"), "ROUTER_SEED='abc' is not an integer"),
         (dict(BASE_ENV, RABBITMQ_HEARTBEAT="-1"), "RABBITMQ_HEARTBEAT=-1"),
         (dict(BASE_ENV, MAX_BODY_BYTES="-5"), "MAX_BODY_BYTES=-5"),
+        (
+            dict(BASE_ENV, MAX_UNCONFIRMED_BYTES="1000"),
+            "MAX_UNCONFIRMED_BYTES=1000 is invalid: set it to at least MAX_BODY_BYTES=1048576",
+        ),
+        (dict(BASE_ENV, MAX_UNCONFIRMED_BYTES="-1"), "MAX_UNCONFIRMED_BYTES=-1"),
         (dict(BASE_ENV, RETRY_AFTER_SECONDS="-3"), "RETRY_AFTER_SECONDS=-3"),
         (dict(BASE_ENV, CONSUMER_METRICS_PORT="99999"), "CONSUMER_METRICS_PORT=99999"),
         (dict(BASE_ENV, FEEDBACK_INTERVAL_SECONDS="0"), "FEEDBACK_INTERVAL_SECONDS=0"),
@@ -107,6 +115,10 @@ def test_config_rejects_invalid_value(env, fragment):
         BufferConfig.from_env(env)
 
     assert fragment in str(raised.value)
+
+
+def test_config_accepts_zero_unconfirmed_limit():
+    assert BufferConfig.from_env(dict(BASE_ENV, MAX_UNCONFIRMED_BYTES="0")).max_unconfirmed_bytes == 0
 
 
 def test_parse_helpers_strip_whitespace():
