@@ -57,7 +57,7 @@ from buffer.messages import MessageError, RelayedResponse, decode_request, respo
 from buffer.schedule import ScheduleCache
 from buffer.topology import BROKER_ERRORS, connection_parameters, declarations
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("buffer.consumer")  # not __name__, which is "__main__" under `python -m`
 
 ANSWERED_MEMORY = 10_000  # correlation ids remembered to recognise redeliveries
 THROTTLE_INTERVAL = 0.25  # seconds between checks of the engine's throttle

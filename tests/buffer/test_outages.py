@@ -110,6 +110,8 @@ def test_killed_consumer_message_redelivered(make_stack, engine, flavour_loads, 
     assert reply.status_code == 200
     assert reply.get_json()["flavour"] == "high"
     assert flavour_loads["high"].slow_hits == 2  # the killed consumer's call, then the redelivery
+    # Run with `python -m`, the consumer's own lines still name its module.
+    assert " buffer.consumer event=consumer_stopped" in (tmp_path / "consumer2.log").read_text()
 
 
 def test_slow_flavour_outlives_short_heartbeat(make_stack, engine, flavour_loads, caplog):
