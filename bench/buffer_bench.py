@@ -349,7 +349,7 @@ def report(rows: dict[str, dict], args: argparse.Namespace) -> str:
         lines.append(f"| {name.split(',')[0]} | " + " | ".join(f"{cpu[n]:.2f}" for n in names) + " |")
     lines += [
         "",
-        f"buffered/direct throughput with {args.clients} clients: {ratio:.2f} (target >= 0.33, aim 0.5)",
+        f"buffered/direct throughput with {args.clients} clients: {ratio:.3f} (target at least 1/3, aim 0.5)",
         f"p50 latency added by the buffer, one client: {added_single:.2f} ms (target <= 3 ms)",
         f"p50 latency added by the buffer, {args.clients} clients: {added_loaded:.2f} ms",
     ]
