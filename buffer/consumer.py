@@ -3,7 +3,7 @@
 Run it as `python -m buffer.consumer`; it reads the same environment as the
 router (`docs/buffer.md`). One thread runs one asyncio event loop, which does
 all the work. A pika connection on it (`buffer.asyncio_amqp`) receives
-deliveries, an aiohttp task forwards each request (`buffer.forward`), and
+deliveries, a task per request forwards it (`buffer.forward`), and
 that task publishes the reply and acks the message when the flavour has
 responded.
 Nothing on the loop blocks, so heartbeats keep flowing while a flavour is

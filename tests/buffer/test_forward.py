@@ -103,7 +103,7 @@ def test_forward_accepts_long_response_header():
 
     @app.get("/long")
     def long_header():
-        return Response("ok", headers={"X-Long": "v" * 20_000})  # over aiohttp's 8190-byte default
+        return Response("ok", headers={"X-Long": "v" * 20_000})  # over aiohttp's 8190-byte limit
 
     server = LoopbackServer(app)
     try:

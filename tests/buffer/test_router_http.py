@@ -246,7 +246,7 @@ def test_absolute_form_target_relays_its_path(small_router):
 
 def test_folded_header_gets_400_or_unfolded(small_router):
     # gunicorn's parser rejects obsolete line folding with 400. pywsgi's keeps the line break
-    # in the value, which the consumer's aiohttp would reject with 502, so the router unfolds it.
+    # in the value, which the consumer would refuse to send (400), so the router unfolds it.
     with socket.create_connection(("127.0.0.1", small_router)) as sock:
         sock.sendall(
             b"GET /echo HTTP/1.1\r\nHost: router\r\nX-Folded: one\r\n  two\r\nConnection: close\r\n\r\n"
