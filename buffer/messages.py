@@ -61,6 +61,9 @@ HOP_BY_HOP = frozenset(
         "host",
         "content-length",
         "content-encoding",
+        # The router's WSGI server has answered `Expect: 100-continue` and read the
+        # whole body, so the flavour must not wait to send a 100 of its own.
+        "expect",
     }
 )
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 import logging
 import random
 import re
+import socket
 import threading
 import time
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, jsonify, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from buffer import metrics
@@ -275,7 +277,7 @@ def _read_body(config: BufferConfig, *, deadline: float) -> bytes:
     limit = config.max_body_bytes
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise RouterError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        raise _body_error(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if declared == 0 or (declared is None and not chunked):
         return b""  # HTTP/1.1 gives such a request no body, so there is nothing to wait for
@@ -283,7 +285,19 @@ def _read_body(config: BufferConfig, *, deadline: float) -> bytes:
     # `gunicorn.sock` in gevent_pywsgi. Other servers and the test client read without a deadline.
     environ = request.environ
     sock = environ.get("gunicorn.socket") or environ.get("gunicorn.sock")
-    body, expired = read_within(request.stream, limit + 1, sock=sock, deadline=deadline)
+    try:
+        body, expired = read_within(request.stream, limit + 1, sock=sock, deadline=deadline)
+    except (OSError, ValueError, ParseException) as error:
+        # pywsgi and gunicorn raise these for a malformed chunk or a body cut short.
+        suppressed = _BODY_LOG_LIMITER.admit("invalid_body")
+        if suppressed is not None:
+            log.warning(
+                "event=invalid_body schedule=%s error=%r suppressed=%d",
+                config.schedule_key,
+                error,
+                suppressed,
+            )
+        raise _body_error(400, f"request body is malformed or ended early: {error}") from None
     if expired:
         _log_body_timeout(config, declared=declared)
         raise RouterError(
@@ -292,8 +306,28 @@ def _read_body(config: BufferConfig, *, deadline: float) -> bytes:
             "send the whole body promptly",
         )
     if len(body) > limit:
-        raise RouterError(413, f"request body exceeds the limit of {limit} bytes")
+        raise _body_error(413, f"request body exceeds the limit of {limit} bytes")
+    if declared is not None and len(body) < declared:
+        # gunicorn's own workers hand over a body cut short by the client as it is.
+        raise _body_error(400, f"request body ended after {len(body)} of {declared} bytes")
     return body
+
+
+def _body_error(status: int, message: str) -> RouterError:
+    """Return an error whose response ends the connection, leaving the rest of the body unread.
+
+    Otherwise the server would read and discard the rest of the body to keep
+    the connection alive, for as long as the client takes to send it.
+    Shutting the read side makes that read end at once.
+    """
+    environ = request.environ
+    sock = environ.get("gunicorn.socket") or environ.get("gunicorn.sock")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # the client is gone already
+    return RouterError(status, message, headers={"Connection": "close"})
 
 
 def _log_body_timeout(config: BufferConfig, *, declared: int | None) -> None:
