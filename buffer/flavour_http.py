@@ -12,8 +12,8 @@ is httptools, the binding of llhttp that uvicorn uses.
   the channel's prefetch already bounds the calls in flight.
 - `FlavourPool.request()` writes the request line, the caller's headers,
   `Host` and, when there is a body or the method usually carries one,
-  `Content-Length`, then reads one response: status, headers as raw bytes
-  decoded as latin-1, and the whole body, chunked or not.
+  `Content-Length`. Then it reads one response: the status, the headers as
+  raw bytes decoded as latin-1, and the whole body, chunked or not.
 - The caller's own `Host`, `Content-Length` and `Transfer-Encoding` are not
   sent, because they would contradict the client's framing. Go's net/http
   `Request.Write` skips the same headers.

@@ -61,7 +61,7 @@ HOP_BY_HOP = frozenset(
         "host",
         "content-length",
         "content-encoding",
-        # The router's WSGI server has answered `Expect: 100-continue` and read the
+        # The router's WSGI server has handled `Expect: 100-continue` and read the
         # whole body, so the flavour must not wait to send a 100 of its own.
         "expect",
     }

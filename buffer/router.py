@@ -281,12 +281,9 @@ def _read_body(config: BufferConfig, *, deadline: float) -> bytes:
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if declared == 0 or (declared is None and not chunked):
         return b""  # HTTP/1.1 gives such a request no body, so there is nothing to wait for
-    # gunicorn exposes the client socket: `gunicorn.socket` in its own workers,
-    # `gunicorn.sock` in gevent_pywsgi. Other servers and the test client read without a deadline.
-    environ = request.environ
-    sock = environ.get("gunicorn.socket") or environ.get("gunicorn.sock")
+    # Other servers and the test client expose no socket, so their reads have no deadline.
     try:
-        body, expired = read_within(request.stream, limit + 1, sock=sock, deadline=deadline)
+        body, expired = read_within(request.stream, limit + 1, sock=_client_socket(), deadline=deadline)
     except (OSError, ValueError, ParseException) as error:
         # pywsgi and gunicorn raise these for a malformed chunk or a body cut short.
         suppressed = _BODY_LOG_LIMITER.admit("invalid_body")
@@ -320,14 +317,22 @@ def _body_error(status: int, message: str) -> RouterError:
     the connection alive, for as long as the client takes to send it.
     Shutting the read side makes that read end at once.
     """
-    environ = request.environ
-    sock = environ.get("gunicorn.socket") or environ.get("gunicorn.sock")
+    sock = _client_socket()
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass  # the client is gone already
     return RouterError(status, message, headers={"Connection": "close"})
+
+
+def _client_socket() -> socket.socket | None:
+    """Return the client's socket, or None where the server does not expose it.
+
+    gunicorn's own workers expose it as `gunicorn.socket`, and gevent_pywsgi as `gunicorn.sock`.
+    """
+    environ = request.environ
+    return environ.get("gunicorn.socket") or environ.get("gunicorn.sock")
 
 
 def _log_body_timeout(config: BufferConfig, *, declared: int | None) -> None:

@@ -9,10 +9,8 @@ service returns after the proxy thaws. The consumer connects to the broker direc
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -28,10 +26,10 @@ from buffer.messages import RelayedRequest
 from buffer.rpc import REPLY_TO, RpcClient, _Call
 from buffer.topology import routing_key
 from tests.buffer.conftest import start_consumer
-from tests.buffer.helpers import RABBITMQ_URL, config_env, decision, free_port, make_config, wait_for
+from tests.buffer.helpers import RABBITMQ_URL, decision, make_config, wait_for
 from tests.buffer.tcp_proxy import TcpProxy
+from tests.buffer.test_router_http import start_router
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIMIT = 64 * 1024
 BODY = b"x" * (16 * 1024)  # with headers and overhead about 17 KiB, so three fit in LIMIT and four do not
 REQUESTS = 8
@@ -275,34 +273,6 @@ def test_frozen_broker_limits_backlog_threaded(make_stack, engine, broker_proxy)
     assert after == before + REQUESTS - 3
 
 
-def start_router(config, *, worker_class: str, log_path, **env: str) -> tuple[subprocess.Popen, str]:
-    """Start the router under gunicorn with one worker, and return the process and its base URL."""
-    port = free_port()
-    env = config_env(
-        config,
-        ROUTER_BIND=f"127.0.0.1:{port}",
-        ROUTER_WORKERS="1",
-        ROUTER_THREADS="16",
-        ROUTER_WORKER_CLASS=worker_class,
-        **env,
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "buffer/gunicorn_router.py", "buffer.router:create_app()"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=open(log_path, "ab"),
-        stderr=subprocess.STDOUT,
-    )
-    return process, f"http://127.0.0.1:{port}"
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def backlog_errors(base: str) -> float:
     for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
         if line.startswith('router_broker_errors_total{reason="backlog"}'):
@@ -318,16 +288,17 @@ def test_frozen_broker_limits_backlog_under_gunicorn(
     engine.decision = decision({"high": 100, "mid": 0, "low": 0})
     stack = make_stack(request_timeout=10.0, forward_timeout=8.0)  # its consumer connects directly
     log_path = tmp_path / "gunicorn.log"
-    process, base = start_router(
+    process, port = start_router(
         stack.config,
         worker_class=worker_class,
         log_path=log_path,
+        ROUTER_THREADS="16",
         RABBITMQ_URL=proxied(broker_proxy),
         MAX_BODY_BYTES=str(32 * 1024),
         MAX_UNCONFIRMED_BYTES=str(LIMIT),
     )
+    base = f"http://127.0.0.1:{port}"
     try:
-        assert wait_for(lambda: _healthy(base), timeout=15), "router did not start"
         assert stack.consumer.ready.wait(timeout=5)
         assert post_body(f"{base}/echo")[0] == 200
 

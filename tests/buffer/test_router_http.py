@@ -39,16 +39,20 @@ def small_router(request, make_stack, engine, tmp_path):
         process.kill()
 
 
-def start_router(config, *, worker_class: str, log_path) -> tuple[subprocess.Popen, int]:
-    """Start gunicorn with the router's settings file and wait until it is healthy."""
+def start_router(config, *, worker_class: str, log_path, **settings: str) -> tuple[subprocess.Popen, int]:
+    """Start gunicorn with the router's settings file and wait until it is healthy.
+
+    `settings` are extra environment variables, which override the defaults here.
+    """
     port = free_port()
-    env = config_env(
-        config,
-        ROUTER_BIND=f"127.0.0.1:{port}",
-        ROUTER_WORKERS="1",
-        ROUTER_THREADS=str(THREADS),
-        ROUTER_WORKER_CLASS=worker_class,
-    )
+    overrides = {
+        "ROUTER_BIND": f"127.0.0.1:{port}",
+        "ROUTER_WORKERS": "1",
+        "ROUTER_THREADS": str(THREADS),
+        "ROUTER_WORKER_CLASS": worker_class,
+    }
+    overrides.update(settings)
+    env = config_env(config, **overrides)
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "buffer/gunicorn_router.py", "buffer.router:create_app()"],
         cwd=REPO_ROOT,
@@ -323,7 +327,7 @@ SMUGGLED = b"GET /echo?smuggled=1 HTTP/1.1\r\nHost: router\r\n\r\n"
     ids=["space-in-name", "space-before-colon", "te-and-cl", "two-cl", "signed-cl", "te-identity"],
 )
 def test_ambiguous_framing_gets_400_and_nothing_smuggled(small_router, fields):
-    # The body is a whole second request: a parser that misreads the framing would answer it too.
+    # The body is a whole second request: a parser that misreads the framing would respond to it too.
     head = b"POST /echo HTTP/1.1\r\nHost: router\r\n" + fields.replace(b"%d", b"%d" % len(SMUGGLED))
     with socket.create_connection(("127.0.0.1", small_router)) as sock:
         sock.sendall(head + b"\r\n" + SMUGGLED)
